@@ -1,0 +1,39 @@
+# symm_keras — set-up, tests, demo and reproduction targets.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# Tests that exercise Keras math (losses, layers, ops, evaluation) run again on JAX.
+BACKEND_SUITES := tests/ops tests/losses tests/layers tests/evaluation tests/mining
+
+.PHONY: venv test test-slow test-jax demo bench reproduce-cub reproduce-cars196 reproduce-sop clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -q
+	KERAS_BACKEND=jax $(PY) -m pytest -q $(BACKEND_SUITES)
+
+test-slow: $(STAMP)
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -m slow
+
+demo: $(STAMP)
+	$(PY) -m experiments.demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_losses.py
+	$(PY) benchmarks/bench_evaluation.py
+	$(PY) benchmarks/bench_pipeline.py
+	$(PY) benchmarks/bench_mining.py
+
+reproduce-cub reproduce-cars196 reproduce-sop: $(STAMP)
+	$(PY) -m experiments.reproduce --dataset $(subst reproduce-,,$@)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""symm_keras.layers."""

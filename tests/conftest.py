@@ -1,0 +1,38 @@
+"""Shared test set-up: backend selection, seeds and paths to ../shared data.
+
+The backend comes from ``KERAS_BACKEND`` (``make test`` runs the suite on
+TensorFlow, then the Keras-math suites again on JAX).
+"""
+
+import os
+import pathlib
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+CUB_SAMPLE = SHARED / "data" / "cub_sample"
+MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_no_top.weights.h5"
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def cub_sample_dir():
+    if not (CUB_SAMPLE / "images.txt").exists():
+        pytest.skip(f"real CUB sample not found at {CUB_SAMPLE} (see ../shared/data/cub_sample/SAMPLE.md)")
+    return CUB_SAMPLE
+
+
+@pytest.fixture
+def mobilenet_weights_path():
+    if not MOBILENET_WEIGHTS.exists():
+        pytest.skip(f"ImageNet MobileNetV2 weights not found at {MOBILENET_WEIGHTS} (see ../shared/weights/README.md)")
+    return MOBILENET_WEIGHTS
