@@ -7,6 +7,7 @@ from symm_keras.ops.distances import (
     pairwise_squared_distances,
     safe_sqrt,
 )
+from symm_keras.ops.pairs import check_pk_layout, occurrence_rank, split_anchor_positive
 from symm_keras.ops.labels import (
     concrete_value,
     flatten_labels,
