@@ -1,0 +1,61 @@
+"""Contrastive loss (Chopra et al. 2005; Hadsell et al. 2006, eq. 4).
+
+Over every pair of distinct batch entries ``(i, j)``, with Euclidean distance
+``D_ij = ‖x_i − x_j‖``::
+
+    L = 1/|Q| Σ_{(i,j)∈Q} ½ [ y_ij D_ij² + (1 − y_ij) [m − D_ij]_+² ]
+
+where ``Q`` is the set of unordered pairs ``i < j``, ``y_ij = 1`` for a pair of
+the same class and ``0`` otherwise. The Symmetrical Synthesis paper cites it as
+the classic pair loss (Sec. 1). Negative pairs contribute even when the batch
+has no positive pair, so this loss is *not* 0 without positives.
+"""
+
+from keras import ops
+
+from symm_keras.losses._validation import check_nonnegative
+from symm_keras.losses.base import EmbeddingLoss, as_float, register
+from symm_keras.ops.distances import pairwise_distances, pairwise_squared_distances
+from symm_keras.ops.labels import flatten_labels, negative_mask, positive_mask
+from symm_keras.ops.reductions import masked_count
+
+
+def contrastive_loss(y_true, y_pred, margin=1.0):
+    """Contrastive loss of a batch, averaged over all pairs ``i < j``.
+
+    Args:
+        y_true: integer class labels, shape ``(B,)`` or ``(B, 1)``.
+        y_pred: embeddings, shape ``(B, D)``.
+        margin: ``m``, the distance beyond which negative pairs cost nothing.
+
+    Returns:
+        Scalar loss (0 for a batch of fewer than two entries).
+    """
+    margin = check_nonnegative("margin", margin)
+    labels = flatten_labels(y_true, y_pred)
+    x = as_float(y_pred)
+    d2 = pairwise_squared_distances(x)
+    d = pairwise_distances(x)
+    positive = ops.cast(positive_mask(labels), x.dtype)
+    negative = ops.cast(negative_mask(labels), x.dtype)
+    per_pair = positive * d2 + negative * ops.square(ops.relu(margin - d))
+    # Ordered pairs count every unordered pair twice; the ratio is unchanged.
+    pairs = masked_count(ops.logical_or(positive_mask(labels), negative_mask(labels)), dtype=x.dtype)
+    return 0.5 * ops.sum(per_pair) / ops.maximum(pairs, 1.0)
+
+
+@register
+class ContrastiveLoss(EmbeddingLoss):
+    """Contrastive loss (Hadsell et al. 2006 eq. 4); see :func:`contrastive_loss`.
+
+    Args:
+        margin: ``m`` (default 1.0), in units of Euclidean distance.
+    """
+
+    batch_layout = "pk"
+    images_per_class = None
+    zero_without_positives = False
+
+    def __init__(self, margin=1.0, name="contrastive_loss", **kwargs):
+        check_nonnegative("margin", margin)
+        super().__init__(contrastive_loss, name=name, margin=margin, **kwargs)

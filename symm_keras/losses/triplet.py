@@ -1,0 +1,74 @@
+"""Triplet loss over all valid triplets of a batch (Symm paper eq. 3).
+
+Weinberger & Saul (2009), as written in Gu & Ko (AAAI 2020), eq. 3::
+
+    L = 1/|P| Σ_{(i,j)∈P} Σ_{k: l_k≠l_i} [ D_ij² − D_ik² + m ]_+
+
+with ``P`` the ordered positive pairs ``(i, j)``, ``i ≠ j``, ``l_i = l_j``;
+``D`` the Euclidean distance (the paper uses L2-normalised embeddings: put an
+L2-normalisation at the end of the model); ``m`` the margin.
+
+``average="pairs"`` (default) divides by ``|P|`` exactly as eq. 3 does;
+``average="triplets"`` divides by the number of valid triplets
+``|{(i, j, k)}|`` instead (the "batch-all" mean). No positive pair → 0.
+"""
+
+from keras import ops
+
+from symm_keras.losses._validation import check_choice, check_nonnegative
+from symm_keras.losses.base import EmbeddingLoss, as_float, register
+from symm_keras.ops.distances import pairwise_squared_distances
+from symm_keras.ops.labels import flatten_labels, negative_mask, positive_mask
+from symm_keras.ops.reductions import masked_count
+
+TRIPLET_AVERAGES = ("pairs", "triplets")
+
+
+def triplet_loss(y_true, y_pred, margin=0.2, average="pairs"):
+    """Triplet loss of Symm eq. 3 over every valid triplet in the batch.
+
+    Args:
+        y_true: integer class labels, shape ``(B,)`` or ``(B, 1)``.
+        y_pred: embeddings, shape ``(B, D)``.
+        margin: ``m`` in squared-distance units (default 0.2).
+        average: ``"pairs"`` (÷|P|, eq. 3) or ``"triplets"`` (÷ #valid triplets).
+
+    Returns:
+        Scalar loss; 0 with zero gradient when the batch has no positive pair
+        or no negative.
+    """
+    margin = check_nonnegative("margin", margin)
+    check_choice("average", average, TRIPLET_AVERAGES)
+    labels = flatten_labels(y_true, y_pred)
+    x = as_float(y_pred)
+    d2 = pairwise_squared_distances(x)
+    positive = positive_mask(labels)
+    negative = negative_mask(labels)
+    # valid[i, j, k]: (i, j) positive pair and k a negative of i.
+    valid = ops.logical_and(ops.expand_dims(positive, 2), ops.expand_dims(negative, 1))
+    hinge = ops.relu(ops.expand_dims(d2, 2) - ops.expand_dims(d2, 1) + margin)
+    total = ops.sum(ops.where(valid, hinge, ops.zeros_like(hinge)))
+    if average == "pairs":
+        count = masked_count(positive, dtype=x.dtype)
+    else:
+        count = masked_count(valid, dtype=x.dtype)
+    return total / ops.maximum(count, 1.0)
+
+
+@register
+class TripletLoss(EmbeddingLoss):
+    """All-triplets loss of Symm eq. 3; see :func:`triplet_loss`.
+
+    Args:
+        margin: ``m`` (default 0.2) in squared Euclidean distance.
+        average: ``"pairs"`` (default, eq. 3) or ``"triplets"``.
+    """
+
+    batch_layout = "pk"
+    images_per_class = None
+    zero_without_positives = True
+
+    def __init__(self, margin=0.2, average="pairs", name="triplet_loss", **kwargs):
+        check_nonnegative("margin", margin)
+        check_choice("average", average, TRIPLET_AVERAGES)
+        super().__init__(triplet_loss, name=name, margin=margin, average=average, **kwargs)
