@@ -1,0 +1,187 @@
+"""Exact k-nearest-neighbour search in row blocks: never the full n×n matrix.
+
+For a block of queries ``Q_b`` (``b`` rows) the scores against every reference
+are one matrix product, and only the ``k`` best per row are kept:
+
+* cosine: ``s(q, y) = q̂ · ŷ`` on L2-normalised rows (larger = closer);
+* euclidean: ``s(q, y) = 2 q·y − ‖y‖²`` which orders references exactly as
+  ``−‖q − y‖²`` (``‖q‖²`` is constant along a row); reported scores are the
+  distances ``‖q − y‖``.
+
+When the references are the queries themselves (``references=None``), query
+``i`` is removed from its own list **by index** (its score is set to ``−inf``
+before the top-k), so duplicates or ties can never make another item, or the
+query itself, be dropped in its place. Ties between references are broken by
+the lower index on every path (TensorFlow's and JAX's ``top_k`` guarantee
+this; the numpy path enforces it).
+
+Peak extra memory is one ``b × n`` score block (``block_size`` rows; the
+default keeps it near 128 MiB) plus the ``n × k`` result.
+"""
+
+import numpy as np
+from keras import ops
+
+from symm_keras.evaluation.inputs import check_embeddings, check_metric
+from symm_keras.ops.distances import l2_normalize
+
+BACKENDS = ("keras", "numpy")
+_BLOCK_ELEMENTS = 1 << 25  # 32 Mi scores = 128 MiB of float32 per block
+
+
+def default_block_size(num_queries, num_references):
+    """Rows per block so that one ``rows × num_references`` block holds ≤ 2²⁵ scores."""
+    return int(max(1, min(num_queries, _BLOCK_ELEMENTS // max(1, num_references))))
+
+
+def _check_backend(backend):
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
+    return backend
+
+
+def _check_k(k, num_queries, num_references, exclude_self):
+    gallery = num_references - 1 if exclude_self else num_references
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}.")
+    if k > gallery:
+        what = "the other items (query excluded)" if exclude_self else "the references"
+        raise ValueError(f"k={k} is larger than the gallery: {gallery} item(s) in {what}.")
+    return int(k)
+
+
+def _prepare(queries, references, metric):
+    queries = check_embeddings(queries, "queries")
+    if references is not None:
+        references = check_embeddings(references, "references")
+        if references.shape[1] != queries.shape[1]:
+            raise ValueError(
+                f"queries have dimension {queries.shape[1]} but references have {references.shape[1]}."
+            )
+        if references.dtype != queries.dtype:
+            references = references.astype(np.float32)
+            queries = queries.astype(np.float32)
+    return queries, references, check_metric(metric)
+
+
+def _numpy_top_k(scores, k):
+    """Row-wise top-k of a 2-D array, score descending, ties to the lower index."""
+    n = scores.shape[1]
+    if k < n:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        part_scores = np.take_along_axis(scores, part, axis=1)
+        kth = part_scores.min(axis=1, keepdims=True)
+        # A tie straddling position k: argpartition may have kept a higher index.
+        ties_kept = (part_scores == kth).sum(axis=1)
+        ties_all = (scores == kth).sum(axis=1)
+        for row in np.flatnonzero(ties_all != ties_kept):
+            order = np.argsort(-scores[row], kind="stable")[:k]
+            part[row] = order
+            part_scores[row] = scores[row, order]
+    else:
+        part = np.broadcast_to(np.arange(n), scores.shape).copy()
+        part_scores = scores.copy()
+    order = np.lexsort((part, -part_scores), axis=1)
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
+
+
+def _numpy_blocks(queries, references, k, metric, block_size):
+    exclude_self = references is None
+    if metric == "cosine":
+        queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+        references = queries if exclude_self else (
+            references / np.maximum(np.linalg.norm(references, axis=1, keepdims=True), 1e-12)
+        )
+    elif exclude_self:
+        references = queries
+    ref_t = np.ascontiguousarray(references.T)
+    ref_sq = np.einsum("ij,ij->i", references, references) if metric == "euclidean" else None
+    for start in range(0, queries.shape[0], block_size):
+        stop = min(start + block_size, queries.shape[0])
+        block = queries[start:stop]
+        scores = block @ ref_t
+        if metric == "euclidean":
+            scores *= 2.0
+            scores -= ref_sq
+        if exclude_self:
+            rows = np.arange(stop - start)
+            scores[rows, start + rows] = -np.inf
+        indices, best = _numpy_top_k(scores, k)
+        if metric == "euclidean":
+            q_sq = np.einsum("ij,ij->i", block, block)[:, None]
+            best = np.sqrt(np.maximum(q_sq - best, 0.0))
+        yield start, stop, indices, best
+
+
+def _keras_blocks(queries, references, k, metric, block_size):
+    exclude_self = references is None
+    q = ops.convert_to_tensor(queries)
+    r = q if exclude_self else ops.convert_to_tensor(references)
+    if metric == "cosine":
+        q = l2_normalize(q)
+        r = q if exclude_self else l2_normalize(r)
+    ref_t = ops.transpose(r)
+    ref_sq = ops.sum(ops.square(r), axis=1) if metric == "euclidean" else None
+    num_queries = queries.shape[0]
+    for start in range(0, num_queries, block_size):
+        stop = min(start + block_size, num_queries)
+        block = q[start:stop]
+        scores = ops.matmul(block, ref_t)
+        if metric == "euclidean":
+            scores = 2.0 * scores - ops.expand_dims(ref_sq, 0)
+        if exclude_self:
+            rows = ops.arange(stop - start, dtype="int32")
+            self_positions = ops.stack([rows, rows + start], axis=1)
+            scores = ops.scatter_update(
+                scores, self_positions, ops.full((stop - start,), float("-inf"), dtype=scores.dtype)
+            )
+        best, indices = ops.top_k(scores, k, sorted=True)
+        if metric == "euclidean":
+            q_sq = ops.sum(ops.square(block), axis=1, keepdims=True)
+            best = ops.sqrt(ops.maximum(q_sq - best, 0.0))
+        yield start, stop, indices, best
+
+
+def knn_blocks(queries, k, references=None, metric="cosine", block_size=None, backend="keras"):
+    """Yield ``(start, stop, indices, scores)`` for consecutive blocks of queries.
+
+    Args:
+        queries: ``(n, d)`` embeddings.
+        k: neighbours per query.
+        references: ``(m, d)`` gallery; ``None`` searches ``queries`` against
+            themselves and excludes each query from its own list by index.
+        metric: ``"cosine"`` (scores are cosine similarities) or
+            ``"euclidean"`` (scores are distances).
+        block_size: queries per block; default from :func:`default_block_size`.
+        backend: ``"keras"`` (active Keras backend and its device; yields
+            backend tensors) or ``"numpy"`` (host BLAS; yields numpy arrays).
+
+    ``indices[i]`` are the references of query ``start + i``, nearest first.
+    """
+    backend = _check_backend(backend)
+    queries, references, metric = _prepare(queries, references, metric)
+    num_references = queries.shape[0] if references is None else references.shape[0]
+    k = _check_k(k, queries.shape[0], num_references, references is None)
+    if block_size is None:
+        block_size = default_block_size(queries.shape[0], num_references)
+    elif isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
+        raise ValueError(f"block_size must be a positive integer, got {block_size!r}.")
+    blocks = _keras_blocks if backend == "keras" else _numpy_blocks
+    return blocks(queries, references, k, metric, int(block_size))
+
+
+def exact_knn(queries, k, references=None, metric="cosine", block_size=None, backend="keras"):
+    """Exact kNN of every query, computed block by block; returns numpy arrays.
+
+    Returns:
+        ``(indices, scores)``, both ``(n, k)``: neighbour indices nearest first
+        and their cosine similarities or Euclidean distances (see
+        :func:`knn_blocks` for the arguments).
+    """
+    indices, scores = [], []
+    for _, _, block_indices, block_scores in knn_blocks(
+        queries, k, references=references, metric=metric, block_size=block_size, backend=backend
+    ):
+        indices.append(np.asarray(ops.convert_to_numpy(block_indices)) if backend == "keras" else block_indices)
+        scores.append(np.asarray(ops.convert_to_numpy(block_scores)) if backend == "keras" else block_scores)
+    return np.concatenate(indices).astype(np.int64), np.concatenate(scores)
