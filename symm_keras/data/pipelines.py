@@ -1,0 +1,266 @@
+"""tf.data pipelines: sampler rows → decoded, augmented, batched images.
+
+Every training pipeline yields ``(images, labels)`` batches — images float32
+``(B, crop, crop, 3)`` normalised by :class:`ImagePreprocessing`, labels int32
+``(B,)`` (the dataset's own class ids) — or ``(images, labels, rows)`` with
+``with_rows=True`` (the index rows, for custom loops). They are infinite
+unless ``num_steps`` is given; pass ``steps_per_epoch`` to ``model.fit``.
+
+Resuming: batch ``step`` (rows, crops and flips) is a pure function of
+``(seed, step)``; ``start_step=s`` continues exactly where step ``s - 1`` ended.
+
+Before anything is built, missing files raise ``MissingFilesError`` with the
+list; ``validate="decode"`` also decodes every image once and either skips
+the corrupt ones (``on_corrupt="skip"``: counted, warned, never sampled,
+labels untouched) or fails (``on_corrupt="fail"``).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from symm_keras.data.image_check import check_images
+from symm_keras.data.preprocessing import ImagePreprocessing
+from symm_keras.data.samplers import AsymmetricSampler, ClassBalancedSampler, TripletSampler
+
+AUTOTUNE = tf.data.AUTOTUNE
+VALIDATE = ("exist", "decode", "none")
+_ENDLESS = 2**62
+
+
+def eligible_rows(index, validate="exist", on_corrupt="skip"):
+    """Rows that may be sampled: checks files (and decodes them for ``"decode"``)."""
+    if validate not in VALIDATE:
+        raise ValueError(f"validate must be one of {VALIDATE}, got {validate!r}.")
+    if len(index) == 0:
+        raise ValueError(f"the index of {index.root} has no images.")
+    if validate == "decode":
+        return check_images(index, on_corrupt=on_corrupt).eligible_rows
+    if validate == "exist":
+        index.check_files()
+    return np.arange(len(index))
+
+
+class _ImageTable:
+    """Index columns as constants, and the per-row image transforms."""
+
+    def __init__(self, index, preprocessing):
+        self.preprocessing = preprocessing or ImagePreprocessing()
+        if not isinstance(self.preprocessing, ImagePreprocessing):
+            raise TypeError(f"preprocessing must be an ImagePreprocessing, got {type(preprocessing).__name__}.")
+        self.paths = tf.constant(index.full_paths())
+        self.labels = tf.constant(np.asarray(index.labels, dtype=np.int32))
+        self.bboxes = None
+        if self.preprocessing.bbox_crop:
+            if index.bboxes is None:
+                raise ValueError(f"bbox_crop=True but the {index.dataset} index has no bounding boxes.")
+            self.bboxes = tf.constant(np.asarray(index.bboxes, dtype=np.float32))
+
+    def _box(self, row):
+        return None if self.bboxes is None else tf.gather(self.bboxes, row)
+
+    def train(self, row, element_id, seed):
+        encoded = tf.io.read_file(tf.gather(self.paths, row))
+        image_seed = tf.stack([tf.constant(seed, tf.int64), element_id])
+        image = self.preprocessing.train_image(encoded, image_seed, self._box(row))
+        return image, tf.gather(self.labels, row), row
+
+    def test(self, row):
+        encoded = tf.io.read_file(tf.gather(self.paths, row))
+        return self.preprocessing.test_image(encoded, self._box(row)), tf.gather(self.labels, row), row
+
+
+def _drop_rows(images, labels, rows):
+    return images, labels
+
+
+def sampler_batches(
+    index,
+    sampler,
+    preprocessing=None,
+    seed=0,
+    start_step=0,
+    num_steps=None,
+    with_rows=False,
+    num_parallel_calls=AUTOTUNE,
+    prefetch=AUTOTUNE,
+):
+    """Batches of ``sampler.batch_rows(step)`` for ``step = start_step, start_step + 1, …``.
+
+    ``sampler`` is any object with ``batch_size`` and ``batch_rows(step)``
+    (see :mod:`symm_keras.data.samplers`); the rows index ``index``.
+    File checks are the caller's (the samplers' ``eligible`` rows).
+    """
+    start_step = int(start_step)
+    if start_step < 0:
+        raise ValueError(f"start_step must be >= 0, got {start_step}.")
+    if num_steps is not None and int(num_steps) < 1:
+        raise ValueError(f"num_steps must be a positive int or None, got {num_steps!r}.")
+    table = _ImageTable(index, preprocessing)
+    batch_size = int(sampler.batch_size)
+    end = _ENDLESS if num_steps is None else start_step + int(num_steps)
+
+    def rows_of(step):
+        rows = tf.numpy_function(lambda s: np.asarray(sampler.batch_rows(s), np.int64), [step], tf.int64)
+        rows = tf.ensure_shape(rows, [batch_size])
+        return rows, step * batch_size + tf.range(batch_size, dtype=tf.int64)
+
+    dataset = tf.data.Dataset.range(start_step, end).map(rows_of).unbatch()
+    dataset = dataset.map(
+        lambda row, element: table.train(row, element, seed), num_parallel_calls=num_parallel_calls, deterministic=True
+    )
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    if not with_rows:
+        dataset = dataset.map(_drop_rows)
+    return dataset.prefetch(prefetch)
+
+
+def pk_batches(
+    index,
+    classes_per_batch=64,
+    images_per_class=2,
+    preprocessing=None,
+    seed=0,
+    start_step=0,
+    num_steps=None,
+    small_classes="repeat",
+    validate="exist",
+    on_corrupt="skip",
+    with_rows=False,
+    num_parallel_calls=AUTOTUNE,
+):
+    """P×K class-balanced training batches (see :class:`ClassBalancedSampler`).
+
+    Layout: ``[c1 × K, c2 × K, …, cP × K]``, P distinct classes. Use
+    ``ClassBalancedSampler(index.labels, P, K, seed).steps_per_epoch`` for
+    ``model.fit(steps_per_epoch=…)``.
+    """
+    rows = eligible_rows(index, validate, on_corrupt)
+    sampler = ClassBalancedSampler(
+        index.labels, classes_per_batch, images_per_class, seed=seed, small_classes=small_classes, eligible=rows
+    )
+    return sampler_batches(index, sampler, preprocessing, seed, start_step, num_steps, with_rows, num_parallel_calls)
+
+
+def asymmetric_batches(
+    index,
+    classes_per_batch=30,
+    images_per_class=2,
+    shuffled_size=None,
+    neat_pool_batches=None,
+    shuffled_pool_batches=None,
+    preprocessing=None,
+    seed=0,
+    start_step=0,
+    num_steps=None,
+    small_classes="repeat",
+    validate="exist",
+    on_corrupt="skip",
+    with_rows=False,
+    num_parallel_calls=AUTOTUNE,
+):
+    """DAMLRRM asymmetric batches (see :class:`AsymmetricSampler`).
+
+    Layout: the first ``m·k`` rows are the neat batch ``B^x`` (class-grouped),
+    the last ``shuffled_size`` rows the shuffled batch ``B^s``.
+    """
+    rows = eligible_rows(index, validate, on_corrupt)
+    sampler = AsymmetricSampler(
+        index.labels,
+        classes_per_batch,
+        images_per_class,
+        shuffled_size=shuffled_size,
+        neat_pool_batches=neat_pool_batches,
+        shuffled_pool_batches=shuffled_pool_batches,
+        seed=seed,
+        small_classes=small_classes,
+        eligible=rows,
+    )
+    return sampler_batches(index, sampler, preprocessing, seed, start_step, num_steps, with_rows, num_parallel_calls)
+
+
+class TripletFeed:
+    """A training feed of mined (anchor, positive, negative) triplets, replaced every epoch.
+
+    Usage (Smart Mining)::
+
+        feed = TripletFeed(train_index, triplets_per_batch=40, steps_per_epoch=150)
+        feed.set_triplets(initial_triplets, epoch=0)      # (n, 3) rows of train_index
+        model.fit(feed.dataset(), steps_per_epoch=feed.steps_per_epoch, callbacks=[...])
+        # a callback calls feed.set_triplets(mined, epoch=e) in on_epoch_begin(e)
+
+    Batches are ``[anchors; positives; negatives]`` (``3·t`` images, rows ``i``,
+    ``t+i``, ``2t+i`` form triplet ``i``); see :class:`TripletSampler` for the
+    epoch rule and the waiting/reuse policy. Triplet rows are row numbers of
+    ``index`` — the order ``eval_dataset(index)`` embeds them in.
+    """
+
+    def __init__(
+        self,
+        index,
+        triplets_per_batch,
+        steps_per_epoch,
+        preprocessing=None,
+        seed=0,
+        timeout=600.0,
+        reuse_previous=False,
+        validate="exist",
+        on_corrupt="skip",
+    ):
+        self.index = index
+        self.eligible = eligible_rows(index, validate, on_corrupt)
+        self._eligible_mask = np.zeros(len(index), dtype=bool)
+        self._eligible_mask[self.eligible] = True
+        self.preprocessing = preprocessing
+        self.seed = int(seed)
+        self.sampler = TripletSampler(
+            len(index), triplets_per_batch, steps_per_epoch, seed=seed, timeout=timeout, reuse_previous=reuse_previous
+        )
+
+    @property
+    def steps_per_epoch(self):
+        return self.sampler.steps_per_epoch
+
+    @property
+    def triplets_per_batch(self):
+        return self.sampler.triplets_per_batch
+
+    def set_triplets(self, triplets, epoch):
+        """Triplets (``(n, 3)`` index rows) for epoch ``epoch``; those touching skipped images are dropped."""
+        triplets = np.asarray(triplets)
+        if triplets.ndim == 2 and triplets.shape[1] == 3 and np.issubdtype(triplets.dtype, np.integer):
+            inside = (triplets >= 0) & (triplets < len(self.index))
+            if inside.all():
+                triplets = triplets[self._eligible_mask[triplets].all(axis=1)]
+        self.sampler.set_triplets(triplets, epoch)
+
+    def dataset(self, start_step=0, num_steps=None, with_rows=False, num_parallel_calls=AUTOTUNE):
+        return sampler_batches(
+            self.index, self.sampler, self.preprocessing, self.seed, start_step, num_steps, with_rows, num_parallel_calls
+        )
+
+
+def eval_dataset(
+    index,
+    preprocessing=None,
+    batch_size=128,
+    validate="exist",
+    on_corrupt="skip",
+    with_rows=False,
+    num_parallel_calls=AUTOTUNE,
+):
+    """Test-transform batches of ``index`` in row order (resize + centre crop), no repeat.
+
+    Yields ``(images, labels)`` (or ``(images, labels, rows)``); the final batch may
+    be smaller. With ``validate="decode"`` and ``on_corrupt="skip"`` corrupt rows
+    are left out, so use ``with_rows=True`` to know which rows were embedded.
+    """
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    rows = eligible_rows(index, validate, on_corrupt)
+    table = _ImageTable(index, preprocessing)
+    dataset = tf.data.Dataset.from_tensor_slices(rows.astype(np.int64))
+    dataset = dataset.map(table.test, num_parallel_calls=num_parallel_calls, deterministic=True)
+    dataset = dataset.batch(int(batch_size))
+    if not with_rows:
+        dataset = dataset.map(_drop_rows)
+    return dataset.prefetch(AUTOTUNE)
