@@ -1,0 +1,104 @@
+"""P×K batch methods: the baseline losses and their Symmetrical Synthesis forms.
+
+Each method trains on class-balanced P×K batches (Symm paper: P=64 classes ×
+K=2 images = 128) with one loss from ``symm_keras.losses``:
+
+| method | loss (module) | paper |
+| --- | --- | --- |
+| contrastive | ContrastiveLoss (``contrastive``) | Chopra et al. 2005 |
+| triplet / symm_triplet | TripletLoss / SymmTripletLoss | Symm eq. 3 / eq. 4 |
+| semihard / symm_semihard | SemiHardTripletLoss / SymmSemiHardTripletLoss | Schroff et al. 2015 / Symm Tables 1–3 † |
+| lifted / symm_lifted | LiftedStructureLoss / SymmLiftedStructureLoss | Symm eq. 5 / eq. 6 |
+| npair / symm_npair | NPairLoss / SymmNPairLoss | Symm eq. 7 / eq. 8 |
+| angular / symm_angular | AngularLoss / SymmAngularLoss | Symm eq. 9 / eq. 10 |
+
+The loss is built as ``LossClass(**config.loss_kwargs)``, so a config row
+can choose e.g. ``pairs="paper"`` for the Symm N-pair. Symm methods also
+compile ``symm_keras.metrics.SyntheticHardPairRatio`` (paper Fig. 7) so the
+share of synthetic points among the selected hardest negatives is logged.
+An epoch is ``ceil(#train images / batch size)`` steps.
+"""
+
+import importlib
+import math
+
+from experiments.methods import MethodPlan, register_method
+
+#: method name -> (loss module under symm_keras.losses, class name)
+PK_LOSSES = {
+    "contrastive": ("contrastive", "ContrastiveLoss"),
+    "triplet": ("triplet", "TripletLoss"),
+    "semihard": ("semihard_triplet", "SemiHardTripletLoss"),
+    "lifted": ("lifted_structure", "LiftedStructureLoss"),
+    "npair": ("npair", "NPairLoss"),
+    "angular": ("angular", "AngularLoss"),
+    "symm_triplet": ("symm_triplet", "SymmTripletLoss"),
+    "symm_semihard": ("symm_semihard_triplet", "SymmSemiHardTripletLoss"),
+    "symm_lifted": ("symm_lifted_structure", "SymmLiftedStructureLoss"),
+    "symm_npair": ("symm_npair", "SymmNPairLoss"),
+    "symm_angular": ("symm_angular", "SymmAngularLoss"),
+}
+
+
+def loss_class(method):
+    """The ``EmbeddingLoss`` subclass that ``method`` trains with."""
+    module_name, class_name = PK_LOSSES[method]
+    try:
+        module = importlib.import_module(f"symm_keras.losses.{module_name}")
+    except ModuleNotFoundError as err:
+        raise RuntimeError(
+            f"--method {method} needs symm_keras.losses.{module_name}.{class_name}, which is not installed "
+            f"in this checkout ({err})"
+        ) from None
+    if not hasattr(module, class_name):
+        raise RuntimeError(f"symm_keras.losses.{module_name} has no {class_name} (needed by --method {method})")
+    return getattr(module, class_name)
+
+
+def check_layout(method, loss_cls, images_per_class):
+    """Reject a K the loss does not support, with a clear message."""
+    required = getattr(loss_cls, "images_per_class", None)
+    if required is not None and int(required) != int(images_per_class):
+        raise ValueError(
+            f"--method {method} ({loss_cls.__name__}) needs exactly {required} images per class in a batch, "
+            f"got --images_per_class {images_per_class}"
+        )
+    if images_per_class < 2:
+        raise ValueError(f"--method {method} needs >= 2 images per class (positive pairs), got {images_per_class}")
+
+
+def _hard_pair_metric():
+    try:
+        from symm_keras.metrics import SyntheticHardPairRatio
+    except ImportError:
+        return []
+    return [SyntheticHardPairRatio()]
+
+
+def _make_builder(method):
+    def build(context):
+        cfg = context.config
+        cls = loss_class(method)
+        check_layout(method, cls, cfg.images_per_class)
+        loss = cls(**cfg.loss_kwargs)
+        source = context.train_source
+        P, K, seed = cfg.classes_per_batch, cfg.images_per_class, context.seed
+
+        def batches(start_step):
+            return source.pk_batches(P, K, seed, start_step)
+
+        return MethodPlan(
+            train_batches=batches,
+            loss=loss,
+            steps_per_epoch=max(1, math.ceil(len(source) / (P * K))),
+            metrics=_hard_pair_metric() if method.startswith("symm_") else [],
+            batch_layout="pk",
+            description=f"{cls.__name__} on {P}x{K} class-balanced batches",
+        )
+
+    build.__name__ = f"build_{method}"
+    return build
+
+
+for _method in PK_LOSSES:
+    register_method(_method)(_make_builder(_method))

@@ -1,0 +1,144 @@
+"""Training/test data sources that ``experiments/train.py`` hands to methods.
+
+Two kinds, with one interface (``labels``, ``pk_batches``, ``eval_arrays`` /
+``eval_dataset``, ``thumbnails``):
+
+* :class:`ArraySource` — in-memory feature vectors (scikit-learn digits for
+  ``make demo``, synthetic clusters in tests). Its P×K sampler is stateless:
+  batch ``s`` is drawn from ``numpy.random.default_rng([seed, s])``, so a
+  resumed run restores the sampler position from the step alone.
+* :class:`ImageSource` — an image dataset through ``symm_keras.data`` (split
+  index, preprocessing, tf.data P×K pipeline). The pipeline is restarted at
+  a step by asking ``symm_keras.data.pk_batches`` for ``start_step`` when it
+  supports it, else by skipping the already-consumed batches of the
+  deterministic stream.
+"""
+
+import inspect
+
+import numpy as np
+
+
+def _check_pk(labels, classes_per_batch, images_per_class, what):
+    if classes_per_batch < 2:
+        raise ValueError(f"classes_per_batch must be >= 2 (need negatives), got {classes_per_batch}")
+    if images_per_class < 1:
+        raise ValueError(f"images_per_class must be >= 1, got {images_per_class}")
+    classes, counts = np.unique(labels, return_counts=True)
+    eligible = classes[counts >= images_per_class]
+    if len(eligible) < classes_per_batch:
+        raise ValueError(
+            f"{what}: a P×K batch needs {classes_per_batch} classes with >= {images_per_class} images each, "
+            f"but only {len(eligible)} of {len(classes)} classes have that many; lower --batch_size / "
+            "--classes_per_batch"
+        )
+    return eligible
+
+
+class ArraySource:
+    """Features ``x`` (N, ...) and integer labels ``y`` (N,) held in memory."""
+
+    kind = "arrays"
+
+    def __init__(self, x, y, name="arrays"):
+        x = np.asarray(x, dtype="float32")
+        y = np.asarray(y)
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"{name}: {x.shape[0]} inputs but {y.shape[0]} labels")
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"{name}: labels must be a 1-D integer array, got {y.dtype} {y.shape}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{name}: inputs contain NaN or inf")
+        self.x, self.labels, self.name = x, y.astype("int64"), name
+
+    @property
+    def input_shape(self):
+        return self.x.shape[1:]
+
+    def __len__(self):
+        return len(self.labels)
+
+    def pk_indices(self, classes_per_batch, images_per_class, seed, step):
+        """Row indices of batch ``step``: P classes × K images, class-major."""
+        eligible = _check_pk(self.labels, classes_per_batch, images_per_class, self.name)
+        rng = np.random.default_rng([int(seed), int(step)])
+        chosen = rng.choice(eligible, size=classes_per_batch, replace=False)
+        rows = [rng.choice(np.flatnonzero(self.labels == c), size=images_per_class, replace=False) for c in chosen]
+        return np.concatenate(rows)
+
+    def pk_batches(self, classes_per_batch, images_per_class, seed, start_step=0):
+        """Endless tf.data stream of (x, y) P×K batches from ``start_step`` on."""
+        import tensorflow as tf
+
+        _check_pk(self.labels, classes_per_batch, images_per_class, self.name)
+        x, y = self.x, self.labels
+
+        def generate():
+            step = int(start_step)
+            while True:
+                rows = self.pk_indices(classes_per_batch, images_per_class, seed, step)
+                yield x[rows], y[rows].astype("int32")
+                step += 1
+
+        batch = classes_per_batch * images_per_class
+        signature = (
+            tf.TensorSpec((batch,) + tuple(x.shape[1:]), tf.float32),
+            tf.TensorSpec((batch,), tf.int32),
+        )
+        return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
+
+    def eval_arrays(self):
+        return self.x, self.labels
+
+    def thumbnails(self, rows):
+        """uint8 images (n, h, w, 3) for the nearest-neighbour grid (square-ish reshape of the features)."""
+        feats = self.x[np.asarray(rows)]
+        flat = feats.reshape(len(feats), -1)
+        side = int(np.ceil(np.sqrt(flat.shape[1])))
+        padded = np.zeros((len(flat), side * side), "float32")
+        padded[:, : flat.shape[1]] = flat
+        lo, hi = padded.min(axis=1, keepdims=True), padded.max(axis=1, keepdims=True)
+        img = (255 * (padded - lo) / np.maximum(hi - lo, 1e-12)).astype("uint8").reshape(-1, side, side, 1)
+        return np.repeat(img, 3, axis=-1)
+
+
+class ImageSource:
+    """One split of an image dataset read through ``symm_keras.data``."""
+
+    kind = "images"
+
+    def __init__(self, index, preprocessing, name="images"):
+        self.index = index
+        self.preprocessing = preprocessing
+        self.name = name
+        self.labels = np.asarray(index.labels).astype("int64")
+
+    def __len__(self):
+        return len(self.labels)
+
+    def pk_batches(self, classes_per_batch, images_per_class, seed, start_step=0):
+        from symm_keras import data
+
+        _check_pk(self.labels, classes_per_batch, images_per_class, self.name)
+        params = inspect.signature(data.pk_batches).parameters
+        kwargs = dict(classes_per_batch=classes_per_batch, images_per_class=images_per_class, seed=seed)
+        if "preprocessing" in params:
+            kwargs["preprocessing"] = self.preprocessing
+        if "start_step" in params:
+            return data.pk_batches(self.index, start_step=int(start_step), **kwargs)
+        ds = data.pk_batches(self.index, **kwargs).repeat()
+        return ds.skip(int(start_step)) if start_step else ds
+
+    def eval_dataset(self, batch_size=128):
+        from symm_keras import data
+
+        return data.eval_dataset(self.index, self.preprocessing, batch_size=batch_size)
+
+    def thumbnails(self, rows, size=96):
+        from PIL import Image
+
+        out = []
+        for r in np.asarray(rows):
+            with Image.open(self.index.paths[int(r)]) as im:
+                out.append(np.asarray(im.convert("RGB").resize((size, size))))
+        return np.stack(out)
