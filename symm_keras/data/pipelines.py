@@ -10,9 +10,14 @@ Resuming: batch ``step`` (rows, crops and flips) is a pure function of
 ``(seed, step)``; ``start_step=s`` continues exactly where step ``s - 1`` ended.
 
 Before anything is built, missing files raise ``MissingFilesError`` with the
-list; ``validate="decode"`` also decodes every image once and either skips
-the corrupt ones (``on_corrupt="skip"``: counted, warned, never sampled,
-labels untouched) or fails (``on_corrupt="fail"``).
+list. Corrupt images are then looked for (``validate``): ``"quick"``
+(default) reads each file's first/last 64 bytes and decodes only the files
+that look truncated; ``"decode"`` decodes every image once; ``"exist"`` and
+``"none"`` skip this (``"none"`` also skips the missing-file check). Corrupt
+images are skipped (``on_corrupt="skip"``: counted, warned with the paths,
+never sampled, labels untouched) or fail the run (``on_corrupt="fail"``). A
+file damaged inside its data that only ``"decode"`` would catch stops
+iteration with TensorFlow's ``InvalidArgumentError``.
 """
 
 import numpy as np
@@ -23,18 +28,18 @@ from symm_keras.data.preprocessing import ImagePreprocessing
 from symm_keras.data.samplers import AsymmetricSampler, ClassBalancedSampler, TripletSampler
 
 AUTOTUNE = tf.data.AUTOTUNE
-VALIDATE = ("exist", "decode", "none")
+VALIDATE = ("quick", "decode", "exist", "none")
 _ENDLESS = 2**62
 
 
-def eligible_rows(index, validate="exist", on_corrupt="skip"):
-    """Rows that may be sampled: checks files (and decodes them for ``"decode"``)."""
+def eligible_rows(index, validate="quick", on_corrupt="skip"):
+    """Rows that may be sampled, after the checks chosen by ``validate`` (module docstring)."""
     if validate not in VALIDATE:
         raise ValueError(f"validate must be one of {VALIDATE}, got {validate!r}.")
     if len(index) == 0:
         raise ValueError(f"the index of {index.root} has no images.")
-    if validate == "decode":
-        return check_images(index, on_corrupt=on_corrupt).eligible_rows
+    if validate in ("quick", "decode"):
+        return check_images(index, on_corrupt=on_corrupt, thorough=validate == "decode").eligible_rows
     if validate == "exist":
         index.check_files()
     return np.arange(len(index))
@@ -123,7 +128,7 @@ def pk_batches(
     start_step=0,
     num_steps=None,
     small_classes="repeat",
-    validate="exist",
+    validate="quick",
     on_corrupt="skip",
     with_rows=False,
     num_parallel_calls=AUTOTUNE,
@@ -153,7 +158,7 @@ def asymmetric_batches(
     start_step=0,
     num_steps=None,
     small_classes="repeat",
-    validate="exist",
+    validate="quick",
     on_corrupt="skip",
     with_rows=False,
     num_parallel_calls=AUTOTUNE,
@@ -203,7 +208,7 @@ class TripletFeed:
         seed=0,
         timeout=600.0,
         reuse_previous=False,
-        validate="exist",
+        validate="quick",
         on_corrupt="skip",
     ):
         self.index = index
@@ -243,7 +248,7 @@ def eval_dataset(
     index,
     preprocessing=None,
     batch_size=128,
-    validate="exist",
+    validate="quick",
     on_corrupt="skip",
     with_rows=False,
     num_parallel_calls=AUTOTUNE,

@@ -57,8 +57,8 @@ class ClassBalancedSampler:
 
     One epoch visits every image at least once: each class's images are
     shuffled and cut into groups of K (a short last group is topped up with
-    other images of the same class); ``steps_per_epoch = ceil(G / P)`` for G
-    groups in all. Each step takes one group from P distinct classes, chosen at
+    other images of the same class); ``steps_per_epoch = max(ceil(G / P),
+    max_c G_c)`` for ``G_c`` groups of class c and G in all. Each step takes one group from P distinct classes, chosen at
     random with probability growing with the groups a class has left, and
     forced for any class that would otherwise not fit in the remaining steps.
     Once fewer than P classes have groups left, the batch is filled with a
@@ -101,7 +101,9 @@ class ClassBalancedSampler:
         self.classes = classes
         self.members = members
         self.groups_per_class = np.array([math.ceil(len(m) / self.images_per_class) for m in members])
-        self.steps_per_epoch = int(math.ceil(self.groups_per_class.sum() / self.classes_per_batch))
+        self.steps_per_epoch = int(
+            max(math.ceil(self.groups_per_class.sum() / self.classes_per_batch), self.groups_per_class.max())
+        )
         self._lock = threading.Lock()
         self._cached_epoch = None
         self._cached_schedule = None
