@@ -7,9 +7,8 @@ batch; computing it per replica would only mine inside each replica's slice.
 * TensorFlow (``--strategy mirrored``): ``tf.distribute.MirroredStrategy``;
   :class:`GlobalBatchLoss` all-gathers labels and embeddings across replicas
   (``ReplicaContext.all_gather``, differentiable) before calling the loss, so
-  every replica computes the global-batch loss; Keras then scales it by
-  1/replicas and sums the replica gradients, giving the global-batch
-  gradient.
+  every replica computes the global-batch loss, scaled by 1/replicas; the
+  replica gradients are summed, giving the global-batch gradient.
 * JAX (``--strategy mirrored``): ``keras.distribution.DataParallel``; the
   train step is one SPMD program over the global (sharded) batch, so the loss
   already sees the whole batch.
@@ -38,6 +37,30 @@ def setup_strategy(name, devices=None):
     raise ValueError(f"--strategy mirrored is supported on the tensorflow and jax backends, not {backend!r}")
 
 
+def all_gather_with_gradient(ctx, x):
+    """``ctx.all_gather(x, axis=0)`` whose gradient is the replica's slice of
+    the SUM over replicas of the upstream gradients (every replica computes
+    the loss on the gathered batch, so each contributes to every slice).
+
+    Written out because the built-in gradient cannot take the sparse
+    (``IndexedSlices``) gradients that gather-based losses produce. Replicas
+    must hold equal batch slices (checked by ``train.py``).
+    """
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def gather(value):
+        def grad(upstream):
+            total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.convert_to_tensor(upstream))
+            n = tf.shape(value)[0]
+            start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * n
+            return total[start : start + n]
+
+        return ctx.all_gather(value, axis=0), grad
+
+    return gather(x)
+
+
 @keras.saving.register_keras_serializable(package="symm_keras_experiments")
 class GlobalBatchLoss(keras.losses.Loss):
     """Wrap an embedding loss so it is computed on the all-gathered batch
@@ -54,7 +77,11 @@ class GlobalBatchLoss(keras.losses.Loss):
             ctx = tf.distribute.get_replica_context()
             if ctx is not None and ctx.num_replicas_in_sync > 1:
                 y_true = ctx.all_gather(y_true, axis=0)
-                y_pred = ctx.all_gather(y_pred, axis=0)
+                y_pred = all_gather_with_gradient(ctx, y_pred)
+                # Keras scales only non-scalar losses by 1/replicas
+                # (losses.loss.reduce_values); the embedding losses return the
+                # batch mean as a scalar, so scale here: replica gradients are summed.
+                return self.loss.call(y_true, y_pred) / ctx.num_replicas_in_sync
         return self.loss.call(y_true, y_pred)
 
     def get_config(self):

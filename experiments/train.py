@@ -35,40 +35,46 @@ OPTIMIZERS = ("adam", "sgd", "adamw", "rmsprop")
 PRECISIONS = ("none", "float16", "bfloat16")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("config", None, "Experiment config (paper-table row) to run, e.g. symm_npair_cub.")
-flags.DEFINE_bool("list_configs", False, "Print the registered configs and exit.")
-flags.DEFINE_enum("dataset", None, DATASETS, "Dataset (digits = offline demo data).")
-flags.DEFINE_string("data_root", None, "Dataset directory (official layout; see docs/data.md).")
-flags.DEFINE_enum("method", None, METHODS, "Training method.")
-flags.DEFINE_string("backbone", None, "Backbone name (symm_keras.models registry; 'mlp' for digits).")
-flags.DEFINE_string("backbone_weights", None, "'imagenet', a weights file, or 'none'.")
-flags.DEFINE_integer("embedding_dim", None, "Embedding size.")
-flags.DEFINE_bool("l2_normalize", None, "L2-normalise the embeddings in the model.")
-flags.DEFINE_integer("input_size", None, "Crop size in pixels (227 for GoogLeNet as in the papers).")
-flags.DEFINE_integer("batch_size", None, "Batch size = classes_per_batch × images_per_class.")
-flags.DEFINE_integer("classes_per_batch", None, "P of a P×K batch.")
-flags.DEFINE_integer("images_per_class", None, "K of a P×K batch (2 in the Symm paper).")
-flags.DEFINE_integer("steps", None, "Training steps (exclusive with --epochs).")
-flags.DEFINE_integer("epochs", None, "Training epochs (exclusive with --steps).")
-flags.DEFINE_enum("optimizer", None, OPTIMIZERS, "Optimizer.")
-flags.DEFINE_float("lr", None, "Base learning rate.")
-flags.DEFINE_float("momentum", None, "SGD momentum.")
-flags.DEFINE_float("weight_decay", None, "Weight decay (SGD/AdamW).")
-flags.DEFINE_float("head_lr_multiplier", None, "Learning-rate multiplier of the embedding head.")
-flags.DEFINE_string("loss_kwargs", None, 'JSON dict of loss arguments, e.g. \'{"pairs": "paper"}\'.')
-flags.DEFINE_string("method_kwargs", None, "JSON dict of method arguments.")
-flags.DEFINE_string("logdir", None, "Run directory (checkpoints, TensorBoard, results). Required.")
-flags.DEFINE_integer("seed", 0, "Run seed (weights init, batch sampling).")
-flags.DEFINE_integer("eval_every", None, "Evaluate on the test split every N steps (0: only at the end).")
-flags.DEFINE_integer("checkpoint_every", None, "Checkpoint every N steps (and always at the end).")
-flags.DEFINE_integer("log_every", 10, "Write training scalars every N steps.")
-flags.DEFINE_enum("strategy", "default", ("default", "mirrored"), "Multi-device strategy.")
-flags.DEFINE_enum("mixed_precision", "none", PRECISIONS, "Mixed-precision compute dtype.")
-flags.DEFINE_integer("eval_batch_size", 256, "Batch size for embedding the test split.")
-flags.DEFINE_integer("nn_queries", 8, "Queries in the nearest-neighbour grid image.")
-flags.DEFINE_integer("nn_k", 5, "Neighbours per query in the grid image.")
-flags.DEFINE_integer("tsne_points", 1500, "Points in the t-SNE image (0 disables it).")
-flags.DEFINE_bool("restart", False, "Ignore (and delete) existing checkpoints in --logdir.")
+
+
+def define_flags():
+    """Define the command-line flags (only when train.py is the program, so
+    importing this module from the demo, reproduce.py or tests defines none)."""
+    flags.DEFINE_string("config", None, "Experiment config (paper-table row) to run, e.g. symm_npair_cub.")
+    flags.DEFINE_bool("list_configs", False, "Print the registered configs and exit.")
+    flags.DEFINE_enum("dataset", None, DATASETS, "Dataset (digits = offline demo data).")
+    flags.DEFINE_string("data_root", None, "Dataset directory (official layout; see docs/data.md).")
+    flags.DEFINE_enum("method", None, METHODS, "Training method.")
+    flags.DEFINE_string("backbone", None, "Backbone name (symm_keras.models registry; 'mlp' for digits).")
+    flags.DEFINE_string("backbone_weights", None, "'imagenet', a weights file, or 'none'.")
+    flags.DEFINE_integer("embedding_dim", None, "Embedding size.")
+    flags.DEFINE_bool("l2_normalize", None, "L2-normalise the embeddings in the model.")
+    flags.DEFINE_integer("input_size", None, "Crop size in pixels (227 for GoogLeNet as in the papers).")
+    flags.DEFINE_integer("batch_size", None, "Batch size = classes_per_batch × images_per_class.")
+    flags.DEFINE_integer("classes_per_batch", None, "P of a P×K batch.")
+    flags.DEFINE_integer("images_per_class", None, "K of a P×K batch (2 in the Symm paper).")
+    flags.DEFINE_integer("steps", None, "Training steps (exclusive with --epochs).")
+    flags.DEFINE_integer("epochs", None, "Training epochs (exclusive with --steps).")
+    flags.DEFINE_enum("optimizer", None, OPTIMIZERS, "Optimizer.")
+    flags.DEFINE_float("lr", None, "Base learning rate.")
+    flags.DEFINE_float("momentum", None, "SGD momentum.")
+    flags.DEFINE_float("weight_decay", None, "Weight decay (SGD/AdamW).")
+    flags.DEFINE_float("head_lr_multiplier", None, "Learning-rate multiplier of the embedding head.")
+    flags.DEFINE_string("loss_kwargs", None, 'JSON dict of loss arguments, e.g. \'{"pairs": "paper"}\'.')
+    flags.DEFINE_string("method_kwargs", None, "JSON dict of method arguments.")
+    flags.DEFINE_string("logdir", None, "Run directory (checkpoints, TensorBoard, results). Required.")
+    flags.DEFINE_integer("seed", 0, "Run seed (weights init, batch sampling).")
+    flags.DEFINE_integer("eval_every", None, "Evaluate on the test split every N steps (0: only at the end).")
+    flags.DEFINE_integer("checkpoint_every", None, "Checkpoint every N steps (and always at the end).")
+    flags.DEFINE_integer("log_every", 10, "Write training scalars every N steps.")
+    flags.DEFINE_enum("strategy", "default", ("default", "mirrored"), "Multi-device strategy.")
+    flags.DEFINE_enum("mixed_precision", "none", PRECISIONS, "Mixed-precision compute dtype.")
+    flags.DEFINE_integer("eval_batch_size", 256, "Batch size for embedding the test split.")
+    flags.DEFINE_integer("nn_queries", 8, "Queries in the nearest-neighbour grid image.")
+    flags.DEFINE_integer("nn_k", 5, "Neighbours per query in the grid image.")
+    flags.DEFINE_integer("tsne_points", 1500, "Points in the t-SNE image (0 disables it).")
+    flags.DEFINE_bool("restart", False, "Ignore (and delete) existing checkpoints in --logdir.")
+
 
 _CONFIG_FIELDS = (
     "backbone", "backbone_weights", "embedding_dim", "l2_normalize", "input_size",
@@ -593,6 +599,8 @@ def main(argv):
 
 
 def run_main():
+    define_flags()
+
     def _main(argv):
         try:
             return main(argv)
