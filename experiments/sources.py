@@ -8,13 +8,10 @@ Two kinds, with one interface (``labels``, ``pk_batches``, ``eval_arrays`` /
   batch ``s`` is drawn from ``numpy.random.default_rng([seed, s])``, so a
   resumed run restores the sampler position from the step alone.
 * :class:`ImageSource` — an image dataset through ``symm_keras.data`` (split
-  index, preprocessing, tf.data P×K pipeline). The pipeline is restarted at
-  a step by asking ``symm_keras.data.pk_batches`` for ``start_step`` when it
-  supports it, else by skipping the already-consumed batches of the
-  deterministic stream.
+  index, preprocessing, tf.data P×K pipeline). ``symm_keras.data`` samplers
+  are pure functions of (seed, step), so the pipeline restarts at a step with
+  ``start_step``.
 """
-
-import inspect
 
 import numpy as np
 
@@ -120,14 +117,8 @@ class ImageSource:
         from symm_keras import data
 
         _check_pk(self.labels, classes_per_batch, images_per_class, self.name)
-        params = inspect.signature(data.pk_batches).parameters
-        kwargs = dict(classes_per_batch=classes_per_batch, images_per_class=images_per_class, seed=seed)
-        if "preprocessing" in params:
-            kwargs["preprocessing"] = self.preprocessing
-        if "start_step" in params:
-            return data.pk_batches(self.index, start_step=int(start_step), **kwargs)
-        ds = data.pk_batches(self.index, **kwargs).repeat()
-        return ds.skip(int(start_step)) if start_step else ds
+        return data.pk_batches(self.index, classes_per_batch, images_per_class, self.preprocessing, seed=seed,
+                               start_step=int(start_step))  # fmt: skip
 
     def eval_dataset(self, batch_size=128):
         from symm_keras import data
@@ -137,8 +128,8 @@ class ImageSource:
     def thumbnails(self, rows, size=96):
         from PIL import Image
 
-        out = []
+        out, paths = [], self.index.full_paths()
         for r in np.asarray(rows):
-            with Image.open(self.index.paths[int(r)]) as im:
+            with Image.open(paths[int(r)]) as im:
                 out.append(np.asarray(im.convert("RGB").resize((size, size))))
         return np.stack(out)

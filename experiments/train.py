@@ -183,7 +183,10 @@ def resolve_config(values):
 def validate_config(cfg):
     """Clear errors for values that cannot work."""
     if cfg.method not in METHODS:
-        raise UsageError(f"unknown method {cfg.method!r}; choose from {', '.join(METHODS)}")
+        from experiments import methods
+
+        if cfg.method not in methods.available_methods():
+            raise UsageError(f"unknown method {cfg.method!r}; choose from {', '.join(METHODS)}")
     if (cfg.steps is None) == (cfg.epochs is None):
         raise UsageError(f"config {cfg.name}: exactly one of steps/epochs must be set")
     for key in ("steps", "epochs"):
@@ -242,9 +245,8 @@ def image_sources(cfg, data_root):
 
     index = data.load_split_index(cfg.dataset, data_root)
     mode = cfg.preprocessing or _backbone_preprocessing(cfg.backbone)
-    train_pre = data.ImagePreprocessing(crop_size=cfg.input_size, resize=cfg.resize, mode=mode, training=True)
-    test_pre = data.ImagePreprocessing(crop_size=cfg.input_size, resize=cfg.resize, mode=mode, training=False)
-    return ImageSource(index.train(), train_pre, "train"), ImageSource(index.test(), test_pre, "test")
+    prep = data.ImagePreprocessing(crop_size=cfg.input_size, resize=cfg.resize, mode=mode)
+    return ImageSource(index.train(), prep, "train"), ImageSource(index.test(), prep, "test")
 
 
 def _backbone_preprocessing(backbone):
@@ -322,9 +324,11 @@ def embed(model, source, batch_size):
     if hasattr(source, "eval_arrays"):
         x, labels = source.eval_arrays()
         return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), "float32"), labels
-    dataset = source.eval_dataset(batch_size=batch_size)
-    embeddings = np.asarray(model.predict(dataset.map(lambda x, *rest: x), verbose=0), "float32")
-    return embeddings, np.asarray(source.labels)
+    embeddings, labels = [], []
+    for x, y in source.eval_dataset(batch_size=batch_size):
+        embeddings.append(np.asarray(model.predict_on_batch(x), "float32"))
+        labels.append(np.asarray(y))
+    return np.concatenate(embeddings), np.concatenate(labels)
 
 
 def evaluate(model, source, recall_ks, batch_size, seed):

@@ -1,0 +1,182 @@
+r"""``make reproduce-cub|cars196|sop``: the Symm table for one dataset, end to end.
+
+download → prepare → train every implemented Symm row of the dataset's table
+(Table 1 CUB, 2 Cars196, 3 SOP) and its baseline → evaluate → one comparison
+table of our numbers next to the paper's::
+
+    python -m experiments.reproduce --dataset cub [--data_root data/cub] [--logdir runs/reproduce/cub]
+
+Each row is one ``python -m experiments.train --config <row>`` run in its own
+run directory, so an interrupted reproduction restarted with the same command
+resumes the unfinished row from its last checkpoint and skips finished rows.
+It needs a GPU (ten GoogLeNet trainings) and, unless the dataset and the
+ImageNet GoogLeNet weights are already on disk, internet; it says so and
+stops when either is missing.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+from absl import app, flags
+
+from experiments.configs import STANDARD_RECALL_KS
+
+DOWNLOAD_HOSTS = {
+    "cub": ("data.caltech.edu", 443),
+    "cars196": ("github.com", 443),
+    "sop": ("ftp.cs.stanford.edu", 443),
+}
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_enum("dataset", None, ("cub", "cars196", "sop"), "Dataset whose Symm table to reproduce.")
+    flags.DEFINE_string("data_root", None, "Dataset directory (default data/<dataset>); downloaded if missing.")
+    flags.DEFINE_string("logdir", None, "Where the runs go (default runs/reproduce/<dataset>).")
+    flags.DEFINE_list("methods", None, "Subset of the rows' methods (default: every implemented Symm row + baseline).")
+    flags.DEFINE_bool("allow_cpu", False, "Run even without a GPU (days on a CPU; for checking the plumbing).")
+    flags.DEFINE_string("extra_train_flags", "", "Extra flags passed to every experiments.train run.")
+    flags.mark_flag_as_required("dataset")
+
+
+def find_gpu():
+    """A description of the accelerator the Keras backend will use, or None."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return f"{len(gpus)} GPU(s) via TensorFlow" if gpus else None
+    if backend == "jax":
+        import jax
+
+        devices = [d for d in jax.devices() if d.platform in ("gpu", "cuda", "rocm")]
+        return f"{len(devices)} GPU(s) via JAX ({devices[0].device_kind})" if devices else None
+    return None
+
+
+def internet_reachable(host, port, timeout=5.0):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def dataset_ready(dataset, root):
+    """True when ``root`` holds the complete dataset (all listed images present)."""
+    from symm_keras import data
+
+    try:
+        index = data.load_split_index(dataset, root)
+        index.check_files()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def rows_for(dataset, methods=None):
+    """Config names of the dataset's Symm rows and their baselines, in table order."""
+    from experiments.configs import symm
+
+    names = []
+    for base, with_symm in symm.SYMM_METHOD_PAIRS:
+        for method in (base, with_symm):
+            if methods is None or method in methods:
+                names.append(symm.symm_config_name(method, dataset))
+    return names
+
+
+def comparison_table(dataset, results):
+    """One markdown table: per row, ours and the paper's value per metric (%)."""
+    keys = ["nmi", "f1"] + [f"recall@{k}" for k in STANDARD_RECALL_KS[dataset]] + ["map@r"]
+    head = "| row | " + " | ".join(keys) + " |"
+    lines = [
+        f"Symm {dataset}: ours / paper (%). Paper numbers from its Table "
+        f"{ {'cub': 1, 'cars196': 2, 'sop': 3}[dataset] }; MAP@R is not reported there.",
+        "",
+        head,
+        "| --- |" + " ---: |" * len(keys),
+    ]
+    for row, res in results:
+        cells = []
+        for key in keys:
+            ours = res.get("metrics", {}).get(key) if res else None
+            theirs = res.get("paper_results", {}).get(key) if res else None
+            ours_s = f"{100 * ours:.1f}" if ours is not None else "—"
+            cells.append(f"{ours_s} / {theirs if theirs is not None else '—'}")
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def fail(message):
+    print(f"reproduce: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def prepare_dataset(dataset, root):
+    if dataset_ready(dataset, root):
+        print(f"dataset {dataset}: found complete at {root}", flush=True)
+        return
+    host, port = DOWNLOAD_HOSTS[dataset]
+    if not internet_reachable(host, port):
+        fail(
+            f"{dataset} is not (completely) at {root}, and downloading it needs internet, but {host}:{port} "
+            f"cannot be reached. Copy an extracted dataset there (official layout, see docs/data.md) or run "
+            f"on a machine with internet."
+        )
+    for module in ("data_prep.download", "data_prep.prepare"):
+        cmd = [sys.executable, "-m", module, f"--dataset={dataset}", f"--data_root={root}"]
+        print("+", " ".join(cmd), flush=True)
+        if subprocess.call(cmd) != 0:
+            fail(f"{' '.join(cmd)} failed (see its message above)")
+    if not dataset_ready(dataset, root):
+        fail(f"after download/prepare, {root} still does not hold the complete {dataset} dataset")
+
+
+def main(argv):
+    if len(argv) > 1:
+        fail(f"unexpected arguments {argv[1:]}")
+    dataset = FLAGS.dataset
+    root = FLAGS.data_root or os.path.join("data", dataset)
+    logdir = FLAGS.logdir or os.path.join("runs", "reproduce", dataset)
+    gpu = find_gpu()
+    if gpu is None and not FLAGS.allow_cpu:
+        fail(
+            "this needs a GPU: no GPU is visible to the Keras backend (KERAS_BACKEND="
+            f"{os.environ.get('KERAS_BACKEND', 'tensorflow')}). Ten GoogLeNet trainings on a CPU take days. "
+            "Run it on a GPU machine (docs/training.md, 'GPU'), or pass --allow_cpu to run anyway."
+        )
+    print(f"accelerator: {gpu or 'CPU only (--allow_cpu)'}", flush=True)
+    prepare_dataset(dataset, root)
+    rows = rows_for(dataset, FLAGS.methods)
+    if not rows:
+        fail(f"--methods {FLAGS.methods} selects no Symm row")
+    results = []
+    for row in rows:
+        run_dir = os.path.join(logdir, row)
+        result_file = os.path.join(run_dir, "results.json")
+        if not os.path.exists(result_file):
+            cmd = [sys.executable, "-m", "experiments.train", f"--config={row}", f"--data_root={root}",
+                   f"--logdir={run_dir}"] + FLAGS.extra_train_flags.split()  # fmt: skip
+            print("+", " ".join(cmd), flush=True)
+            if subprocess.call(cmd) != 0:
+                fail(f"training {row} failed; rerun the same command to resume it from its last checkpoint")
+        with open(result_file) as f:
+            results.append((row, json.load(f)))
+    table = comparison_table(dataset, results)
+    with open(os.path.join(logdir, "comparison.md"), "w") as f:
+        f.write(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
