@@ -1,0 +1,133 @@
+"""N-pair loss with Symmetrical Synthesis (Gu & Ko, AAAI 2020, eq. 8).
+
+P×2 batch paired by label (:func:`symm_keras.ops.split_anchor_positive`):
+anchors ``a_i``, positives ``p_i`` and their mirror images ``a'_i`` (``a_i``
+about ``p_i``), ``p'_i`` (``p_i`` about ``a_i``), stacked as the sets
+``A, P, A', P'`` whose similarities come from ONE matrix product
+(:mod:`symm_keras.ops.pooling`).
+
+``pairs="official"`` (default) — the released code, which produced the
+published numbers: for each of the 6 unordered combinations ``(X, Y)`` of the
+sets ``[A, P, P', A']`` the matrix ``X Yᵀ``; the logits are their elementwise
+maximum, the diagonal (positive) included::
+
+    L_ij = max_{(X,Y)} x_i · y_j,     L = 1/N Σ_i CE(softmax(L_i·), i)
+
+``pairs="paper"`` — eq. 8 literally: the positive logit is ``S_ij = a_i · p_i``
+and each negative class ``k`` contributes the hardest of the 16 pairs between
+the four points of class ``i`` and the four of class ``k``::
+
+    L = 1/|P| Σ_i log(1 + Σ_{k≠i} exp(max_{(p,n)∈N̂(l_i,l_k)} S_pn − S_ij))
+
+``top_k > 1`` (paper mode only) keeps the ``k`` hardest pairs per class pair,
+each as its own term of the sum (Fig. 5's "top-k hardest"). Both modes add
+the released code's ``0.25·λ·(mean‖a‖² + mean‖p‖²)`` on the raw features
+(``l2_reg = λ``, default 0.002; 0 switches it off); the paper feeds N-pair
+non-normalised embeddings.
+"""
+
+from keras import ops
+
+from symm_keras.losses._validation import check_choice, check_nonnegative
+from symm_keras.losses.base import EmbeddingLoss, as_float, register
+from symm_keras.losses.npair import pair_l2_regularizer
+from symm_keras.ops.labels import flatten_labels
+from symm_keras.ops.pooling import PAIR_MODES, check_top_k, hardest_pair_pooling
+from symm_keras.ops.softmax_pairs import npair_cross_entropy
+from symm_keras.ops.synthesis import check_synthesis_args, class_pair_negatives, synthesize_pk_batch
+
+
+def check_symm_pairs(pairs, top_k):
+    """Validate ``pairs`` and ``top_k`` of the N-pair / angular Symm losses."""
+    check_choice("pairs", pairs, tuple(PAIR_MODES))
+    check_top_k(top_k, limit=24)
+    if pairs == "official" and top_k != 1:
+        raise ValueError(
+            "top_k > 1 needs pairs='paper': the released code ('official') pools "
+            f"the single hardest pair, positive logit included; got top_k={top_k!r}."
+        )
+
+
+def symm_npair_loss(
+    y_true,
+    y_pred,
+    pairs="official",
+    l2_reg=0.002,
+    top_k=1,
+    alpha=2.0,
+    beta=1.0,
+    formula="paper",
+    force_norm=None,
+):
+    """Symm + N-pair loss (eq. 8 or the released code), see the module docstring.
+
+    Args:
+        y_true: integer labels ``(B,)``/``(B, 1)``, every class exactly twice.
+        y_pred: raw embeddings ``(B, D)``.
+        pairs: ``"official"`` (default, 6 combinations, positive pooled too)
+            or ``"paper"`` (eq. 8: 16 pairs, positive logit ``a·p``).
+        l2_reg: ``λ`` of the L2 term (default 0.002, 0 = off).
+        top_k: hardest pairs per class pair, ``pairs="paper"`` only.
+        alpha, beta, formula, force_norm: synthesis, see
+            :func:`symm_keras.ops.synthesis.mirror_points`.
+    """
+    check_symm_pairs(pairs, top_k)
+    l2_reg = check_nonnegative("l2_reg", l2_reg)
+    check_synthesis_args(alpha, beta, formula, force_norm)
+    labels = flatten_labels(y_true, y_pred)
+    x = as_float(y_pred)
+    sets, pair_labels, pair_valid = synthesize_pk_batch(
+        labels, x, alpha=alpha, beta=beta, formula=formula, force_norm=force_norm
+    )
+    pooled, _ = hardest_pair_pooling(sets, metric="similarity", pairs=pairs, top_k=top_k)
+    if pairs == "official":
+        positive = ops.diagonal(pooled)
+    else:
+        positive = ops.sum(sets[0] * sets[1], axis=-1)
+    negatives = class_pair_negatives(pair_labels, pair_valid)
+    loss = npair_cross_entropy(positive, pooled, negatives, anchor_mask=pair_valid)
+    return loss + pair_l2_regularizer(sets[0], sets[1], l2_reg)
+
+
+@register
+class SymmNPairLoss(EmbeddingLoss):
+    """Symm + N-pair loss (eq. 8 / released code); see :func:`symm_npair_loss`.
+
+    Args:
+        pairs: ``"official"`` (default) or ``"paper"``.
+        l2_reg: official L2 term weight ``λ`` (default 0.002, 0 = off).
+        top_k: hardest pairs per class pair (default 1; >1 needs ``"paper"``).
+        alpha, beta, formula, force_norm: synthesis (default: symmetric point).
+    """
+
+    batch_layout = "pk"
+    images_per_class = 2
+    zero_without_positives = True
+
+    def __init__(
+        self,
+        pairs="official",
+        l2_reg=0.002,
+        top_k=1,
+        alpha=2.0,
+        beta=1.0,
+        formula="paper",
+        force_norm=None,
+        name="symm_npair_loss",
+        **kwargs,
+    ):
+        check_symm_pairs(pairs, top_k)
+        check_nonnegative("l2_reg", l2_reg)
+        check_synthesis_args(alpha, beta, formula, force_norm)
+        super().__init__(
+            symm_npair_loss,
+            name=name,
+            pairs=pairs,
+            l2_reg=l2_reg,
+            top_k=top_k,
+            alpha=alpha,
+            beta=beta,
+            formula=formula,
+            force_norm=force_norm,
+            **kwargs,
+        )

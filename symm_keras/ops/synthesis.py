@@ -1,0 +1,118 @@
+"""Symmetrical synthesis: mirror a point about the axis through a same-class point.
+
+Gu & Ko, *Symmetrical Synthesis for Deep Metric Learning*, AAAI 2020, §3.1.
+Given two points ``x`` (mirrored) and ``y`` (the axis) of the same class:
+
+* eq. 1: ``r = (x · u) u`` with ``u = y / ‖y‖`` — the projection of ``x`` on ``y``;
+* eq. 2: ``x' = β [α (r − x) + x]`` (``formula="paper"``, the default).
+
+``α = 2, β = 1`` gives the symmetric point ``x' = 2r − x``: the mirror image of
+``x`` about the line through the origin and ``y``. It keeps ``‖x'‖ = ‖x‖``,
+``x' · y = x · y`` and ``‖x' − y‖ = ‖x − y‖`` (paper §3.1, "two reasons").
+
+The released code (``clovaai/symmetrical-synthesis``) writes the point as
+``x' = β (α r − x)`` (``formula="released"``). Both agree at ``α = 2`` (every
+published result) and differ for other ``α``: the paper's form moves along
+the segment from ``x`` towards its mirror image, the released form does not.
+
+Norm forcing (the paper's Fig. 4 ablation) rescales ``x'`` to a given norm:
+``force_norm="point"`` multiplies by ``‖x‖ / ‖x'‖`` as the paper's text says,
+``force_norm="axis"`` by ``‖y‖ / ‖x'‖`` as the released code does.
+"""
+
+from keras import ops
+
+from symm_keras.ops.distances import l2_normalize
+from symm_keras.ops.pairs import split_anchor_positive
+
+FORMULAS = ("paper", "released")
+FORCE_NORMS = (None, "point", "axis")
+
+
+def _row_norm(x):
+    return ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), 1e-24))
+
+
+def check_synthesis_args(alpha, beta, formula, force_norm):
+    """Raise ``ValueError`` naming the bad synthesis argument."""
+    if formula not in FORMULAS:
+        raise ValueError(f"formula must be one of {FORMULAS}, got {formula!r}.")
+    if force_norm not in FORCE_NORMS:
+        raise ValueError(f"force_norm must be one of {FORCE_NORMS}, got {force_norm!r}.")
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ValueError(f"{name} must be a real number, got {value!r}.")
+
+
+def mirror_points(x, axis, alpha=2.0, beta=1.0, formula="paper", force_norm=None):
+    """Synthetic points of ``x`` with the rows of ``axis`` as axes of symmetry (eq. 1–2).
+
+    Args:
+        x: ``(..., D)`` points to mirror.
+        axis: ``(..., D)`` same-class points used as axes, row-aligned with ``x``.
+        alpha: how far the synthetic point moves from ``x`` (2 = mirror image).
+        beta: scale of the synthetic point (1 = same norm as ``x`` at ``α = 2``).
+        formula: ``"paper"`` for eq. 2, ``β[α(r − x) + x]``; ``"released"`` for
+            the released code's ``β(αr − x)``.
+        force_norm: ``None``, ``"point"`` (rescale to ``‖x‖``, paper Fig. 4) or
+            ``"axis"`` (rescale to ``‖axis‖``, released code).
+
+    A zero axis vector has no direction: its projection is taken as 0, so the
+    result is finite (``x' = β(1 − α)x`` for the paper formula).
+    """
+    check_synthesis_args(alpha, beta, formula, force_norm)
+    unit = l2_normalize(axis)
+    projection = ops.sum(x * unit, axis=-1, keepdims=True) * unit  # eq. 1
+    if formula == "paper":
+        synthetic = beta * (alpha * (projection - x) + x)  # eq. 2
+    else:
+        synthetic = beta * (alpha * projection - x)
+    if force_norm is not None:
+        target = _row_norm(x) if force_norm == "point" else _row_norm(axis)
+        synthetic = synthetic * (target / _row_norm(synthetic))
+    return synthetic
+
+
+def symmetric_pair_synthesis(anchors, positives, **synthesis_kwargs):
+    """Both synthetic points of each positive pair ``(a_i, p_i)``.
+
+    Returns ``(anchors_synthetic, positives_synthetic)``: ``a'_i`` is ``a_i``
+    mirrored about ``p_i`` and ``p'_i`` is ``p_i`` mirrored about ``a_i`` — the
+    four points ``a, p, a', p'`` of paper Fig. 3. ``synthesis_kwargs`` go to
+    :func:`mirror_points`.
+    """
+    return (
+        mirror_points(anchors, positives, **synthesis_kwargs),
+        mirror_points(positives, anchors, **synthesis_kwargs),
+    )
+
+
+def synthesize_pk_batch(labels, embeddings, **synthesis_kwargs):
+    """The four point sets of a P×2 batch (paper Fig. 3), stacked.
+
+    Pairs each class's first and second occurrence (labels define the pairs,
+    see :func:`symm_keras.ops.pairs.split_anchor_positive`) and returns
+    ``(point_sets, pair_labels, pair_valid)``: ``point_sets`` is ``(4, N, D)``
+    holding ``A, P, A', P'`` (see :mod:`symm_keras.ops.pooling`),
+    ``pair_labels`` the ``N`` class labels and ``pair_valid`` whether anchor
+    and positive really share a label (always, for a valid batch).
+
+    Only K = 2 images per class is supported: the paper's synthesis pairs each
+    point with exactly one axis point of its class (eq. 1–2), which K > 2 does
+    not define. A concrete batch with any other layout raises ``ValueError``;
+    under tracing (``jit_compile``) the check is skipped and rows whose pair
+    is not a true positive pair are masked out by ``pair_valid``.
+    """
+    anchors, positives, pair_labels = split_anchor_positive(labels, embeddings)
+    _, positive_labels, _ = split_anchor_positive(labels, ops.expand_dims(labels, 1))
+    pair_valid = ops.equal(pair_labels, ops.reshape(positive_labels, (-1,)))
+    anchors_syn, positives_syn = symmetric_pair_synthesis(anchors, positives, **synthesis_kwargs)
+    point_sets = ops.stack([anchors, positives, anchors_syn, positives_syn], axis=0)
+    return point_sets, pair_labels, pair_valid
+
+
+def class_pair_negatives(pair_labels, pair_valid):
+    """``(N, N)`` boolean: class pair ``(i, k)`` is a negative pair of two valid rows."""
+    different = ops.not_equal(ops.expand_dims(pair_labels, 1), ops.expand_dims(pair_labels, 0))
+    both_valid = ops.logical_and(ops.expand_dims(pair_valid, 1), ops.expand_dims(pair_valid, 0))
+    return ops.logical_and(different, both_valid)
