@@ -38,6 +38,7 @@ from symm_keras.data.samplers import (
     TripletSampler,
     images_seen,
 )
+from symm_keras.data.tfrecords import load_encoded_images, write_tfrecord_shards
 from symm_keras.data.split_index import (
     DATASETS,
     STANDARD_SPLITS,
@@ -64,10 +65,12 @@ __all__ = [
     "eval_dataset",
     "find_dataset_root",
     "images_seen",
+    "load_encoded_images",
     "load_split_index",
     "pk_batches",
     "read_cars196",
     "read_cub",
     "read_sop",
     "sampler_batches",
+    "write_tfrecord_shards",
 ]

@@ -13,7 +13,8 @@ Before anything is built, missing files raise ``MissingFilesError`` with the
 list. Corrupt images are then looked for (``validate``): ``"quick"``
 (default) reads each file's first/last 64 bytes and decodes only the files
 that look truncated; ``"decode"`` decodes every image once; ``"exist"`` and
-``"none"`` skip this (``"none"`` also skips the missing-file check). Corrupt
+``"none"`` skip this (``"none"`` also skips the missing-file check; so do
+pipelines given ``encoded_images``, the prepared bytes of every row). Corrupt
 images are skipped (``on_corrupt="skip"``: counted, warned with the paths,
 never sampled, labels untouched) or fail the run (``on_corrupt="fail"``). A
 file damaged inside its data that only ``"decode"`` would catch stops
@@ -48,7 +49,7 @@ def eligible_rows(index, validate="quick", on_corrupt="skip"):
 class _ImageTable:
     """Index columns as constants, and the per-row image transforms."""
 
-    def __init__(self, index, preprocessing):
+    def __init__(self, index, preprocessing, encoded_images=None):
         self.preprocessing = preprocessing or ImagePreprocessing()
         if not isinstance(self.preprocessing, ImagePreprocessing):
             raise TypeError(f"preprocessing must be an ImagePreprocessing, got {type(preprocessing).__name__}.")
@@ -59,18 +60,28 @@ class _ImageTable:
             if index.bboxes is None:
                 raise ValueError(f"bbox_crop=True but the {index.dataset} index has no bounding boxes.")
             self.bboxes = tf.constant(np.asarray(index.bboxes, dtype=np.float32))
+        self.encoded = None
+        if encoded_images is not None:
+            if len(encoded_images) != len(index):
+                raise ValueError(f"encoded_images has {len(encoded_images)} entries but the index has {len(index)} rows.")
+            self.encoded = tf.constant(list(encoded_images), dtype=tf.string)
+
+    def read(self, row):
+        if self.encoded is not None:
+            return tf.gather(self.encoded, row)
+        return tf.io.read_file(tf.gather(self.paths, row))
 
     def _box(self, row):
         return None if self.bboxes is None else tf.gather(self.bboxes, row)
 
     def train(self, row, element_id, seed):
-        encoded = tf.io.read_file(tf.gather(self.paths, row))
+        encoded = self.read(row)
         image_seed = tf.stack([tf.constant(seed, tf.int64), element_id])
         image = self.preprocessing.train_image(encoded, image_seed, self._box(row))
         return image, tf.gather(self.labels, row), row
 
     def test(self, row):
-        encoded = tf.io.read_file(tf.gather(self.paths, row))
+        encoded = self.read(row)
         return self.preprocessing.test_image(encoded, self._box(row)), tf.gather(self.labels, row), row
 
 
@@ -88,19 +99,22 @@ def sampler_batches(
     with_rows=False,
     num_parallel_calls=AUTOTUNE,
     prefetch=AUTOTUNE,
+    encoded_images=None,
 ):
     """Batches of ``sampler.batch_rows(step)`` for ``step = start_step, start_step + 1, …``.
 
     ``sampler`` is any object with ``batch_size`` and ``batch_rows(step)``
     (see :mod:`symm_keras.data.samplers`); the rows index ``index``.
     File checks are the caller's (the samplers' ``eligible`` rows).
+    ``encoded_images``: optional per-row encoded bytes held in memory
+    (:func:`symm_keras.data.tfrecords.load_encoded_images`) instead of file reads.
     """
     start_step = int(start_step)
     if start_step < 0:
         raise ValueError(f"start_step must be >= 0, got {start_step}.")
     if num_steps is not None and int(num_steps) < 1:
         raise ValueError(f"num_steps must be a positive int or None, got {num_steps!r}.")
-    table = _ImageTable(index, preprocessing)
+    table = _ImageTable(index, preprocessing, encoded_images)
     batch_size = int(sampler.batch_size)
     end = _ENDLESS if num_steps is None else start_step + int(num_steps)
 
@@ -132,6 +146,7 @@ def pk_batches(
     on_corrupt="skip",
     with_rows=False,
     num_parallel_calls=AUTOTUNE,
+    encoded_images=None,
 ):
     """P×K class-balanced training batches (see :class:`ClassBalancedSampler`).
 
@@ -139,11 +154,14 @@ def pk_batches(
     ``ClassBalancedSampler(index.labels, P, K, seed).steps_per_epoch`` for
     ``model.fit(steps_per_epoch=…)``.
     """
-    rows = eligible_rows(index, validate, on_corrupt)
+    rows = eligible_rows(index, validate if encoded_images is None else "none", on_corrupt)
     sampler = ClassBalancedSampler(
         index.labels, classes_per_batch, images_per_class, seed=seed, small_classes=small_classes, eligible=rows
     )
-    return sampler_batches(index, sampler, preprocessing, seed, start_step, num_steps, with_rows, num_parallel_calls)
+    return sampler_batches(
+        index, sampler, preprocessing, seed, start_step, num_steps, with_rows, num_parallel_calls,
+        encoded_images=encoded_images,
+    )
 
 
 def asymmetric_batches(
@@ -162,13 +180,14 @@ def asymmetric_batches(
     on_corrupt="skip",
     with_rows=False,
     num_parallel_calls=AUTOTUNE,
+    encoded_images=None,
 ):
     """DAMLRRM asymmetric batches (see :class:`AsymmetricSampler`).
 
     Layout: the first ``m·k`` rows are the neat batch ``B^x`` (class-grouped),
     the last ``shuffled_size`` rows the shuffled batch ``B^s``.
     """
-    rows = eligible_rows(index, validate, on_corrupt)
+    rows = eligible_rows(index, validate if encoded_images is None else "none", on_corrupt)
     sampler = AsymmetricSampler(
         index.labels,
         classes_per_batch,
@@ -180,7 +199,10 @@ def asymmetric_batches(
         small_classes=small_classes,
         eligible=rows,
     )
-    return sampler_batches(index, sampler, preprocessing, seed, start_step, num_steps, with_rows, num_parallel_calls)
+    return sampler_batches(
+        index, sampler, preprocessing, seed, start_step, num_steps, with_rows, num_parallel_calls,
+        encoded_images=encoded_images,
+    )
 
 
 class TripletFeed:
@@ -210,9 +232,11 @@ class TripletFeed:
         reuse_previous=False,
         validate="quick",
         on_corrupt="skip",
+        encoded_images=None,
     ):
         self.index = index
-        self.eligible = eligible_rows(index, validate, on_corrupt)
+        self.encoded_images = encoded_images
+        self.eligible = eligible_rows(index, validate if encoded_images is None else "none", on_corrupt)
         self._eligible_mask = np.zeros(len(index), dtype=bool)
         self._eligible_mask[self.eligible] = True
         self.preprocessing = preprocessing
@@ -240,7 +264,8 @@ class TripletFeed:
 
     def dataset(self, start_step=0, num_steps=None, with_rows=False, num_parallel_calls=AUTOTUNE):
         return sampler_batches(
-            self.index, self.sampler, self.preprocessing, self.seed, start_step, num_steps, with_rows, num_parallel_calls
+            self.index, self.sampler, self.preprocessing, self.seed, start_step, num_steps, with_rows, num_parallel_calls,
+            encoded_images=self.encoded_images,
         )
 
 
@@ -252,6 +277,7 @@ def eval_dataset(
     on_corrupt="skip",
     with_rows=False,
     num_parallel_calls=AUTOTUNE,
+    encoded_images=None,
 ):
     """Test-transform batches of ``index`` in row order (resize + centre crop), no repeat.
 
@@ -261,8 +287,8 @@ def eval_dataset(
     """
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
-    rows = eligible_rows(index, validate, on_corrupt)
-    table = _ImageTable(index, preprocessing)
+    rows = eligible_rows(index, validate, on_corrupt) if encoded_images is None else np.arange(len(index))
+    table = _ImageTable(index, preprocessing, encoded_images)
     dataset = tf.data.Dataset.from_tensor_slices(rows.astype(np.int64))
     dataset = dataset.map(table.test, num_parallel_calls=num_parallel_calls, deterministic=True)
     dataset = dataset.batch(int(batch_size))
