@@ -1,0 +1,397 @@
+"""DAMLRRM graph loss + shuffled loss (Xu et al., CVPR 2019, Sec. 3.2–3.3).
+
+A DAMLRRM batch holds two streams fed through one shared network (Fig. 1,
+eq. 1): the **neat** stream ``B^x`` of ``m`` classes × ``k`` images (k = 5 for
+CUB/Cars196, 3 for SOP) followed by the **shuffled** stream ``B^s`` of images
+drawn from a differently sized pool. Rows ``[0, neat_size)`` of ``y_pred`` are
+the neat stream, the remaining rows the shuffled stream.
+
+With Euclidean distances ``D``, boundary ``α`` (paper: 30) and margin ``β``
+(paper: 0.5), positives should be closer than ``α − β`` and negatives farther
+than ``α + β``. The paper's eq. 4–5 are garbled in the text; the reading
+implemented here (issue 6) is::
+
+    L_g = (1/P_g) (Σ_{(i,j)∈PP} [D_ij − α + β]²₊ + Σ_{(i,j)∈NP} [α + β − D_ij]²₊)   (eq. 4)
+    L_s = (1/P_s) (Σ_{(i,j)∈NN} [D_ij − α + β]²₊ + Σ_{(i,j)∈NP_s} [α + β − D_ij]²₊) (eq. 5)
+    L   = L_g + L_s                                                               (eq. 6)
+
+* ``PP``: edges of Prim's minimum spanning tree inside every class of the neat
+  stream (eq. 3, :mod:`symm_keras.mining.prim_mst`); ``NP``: all
+  different-class pairs of the neat stream. Unordered pairs, each counted once.
+* ``NN``: for every shuffled image whose class is in the neat stream, the pair
+  with its nearest same-class neat image ("we force it to connect to the
+  nearest point in the tree"); ``NP_s``: all different-class (neat, shuffled)
+  pairs.
+* ``P_g``, ``P_s``: number of pairs whose hinge is active (violating pairs).
+  A term with no violating pair is 0 with zero gradient.
+
+Pair *selection* (tree edges, nearest positives) is not differentiated; the
+hinges are. ``α`` = 30 assumes raw, not L2-normalised, embeddings (the
+paper's 512-d FC output).
+
+Ablations of the paper as options: ``terms="shuffled"`` is "OURS1" (Table 6),
+``terms="graph"`` is "OURS2" (Table 7), and ``positive_pairs="all"`` with
+``terms="graph"`` is "Full PPs" (Table 7: every same-class neat pair instead of
+the tree).
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from symm_keras.losses.base import EmbeddingLoss, as_float, register
+from symm_keras.mining.prim_mst import prim_minimum_spanning_forest, tree_pair_mask
+from symm_keras.ops.distances import pairwise_distances
+from symm_keras.ops.labels import concrete_value, flatten_labels, same_class_mask
+
+TERMS = ("both", "graph", "shuffled")
+POSITIVE_PAIRS = ("tree", "all")
+PARTS = (
+    "loss",
+    "graph_loss",
+    "shuffled_loss",
+    "graph_violations",
+    "shuffled_violations",
+    "violating_pairs",
+    "mean_tree_edge",
+)
+
+
+def _check_options(alpha, beta, terms, positive_pairs, neat_size, images_per_class):
+    if terms not in TERMS:
+        raise ValueError(f"terms must be one of {TERMS}, got {terms!r}.")
+    if positive_pairs not in POSITIVE_PAIRS:
+        raise ValueError(f"positive_pairs must be one of {POSITIVE_PAIRS}, got {positive_pairs!r}.")
+    if not np.isfinite(alpha) or not np.isfinite(beta):
+        raise ValueError(f"alpha and beta must be finite, got alpha={alpha!r}, beta={beta!r}.")
+    if beta < 0:
+        raise ValueError(f"the margin beta must be ≥ 0, got {beta!r}.")
+    for name, value in (("neat_size", neat_size), ("images_per_class", images_per_class)):
+        if value is not None and (int(value) != value or value < 1):
+            raise ValueError(f"{name} must be a positive integer or None, got {value!r}.")
+
+
+def check_damlrrm_layout(neat_labels, images_per_class):
+    """Raise ``ValueError`` unless every neat-stream class occurs ``images_per_class`` times.
+
+    Only runs when label values are concrete (eager calls); under tracing the
+    sampler is responsible for the layout.
+    """
+    if images_per_class is None:
+        return
+    values = concrete_value(neat_labels)
+    if values is None:
+        return
+    classes, counts = np.unique(values.reshape(-1), return_counts=True)
+    wrong = {int(c): int(n) for c, n in zip(classes, counts) if n != images_per_class}
+    if wrong:
+        shown = dict(list(wrong.items())[:8])
+        raise ValueError(
+            f"the DAMLRRM neat stream (first rows of the batch) must hold m classes × "
+            f"{images_per_class} images; class counts that break it: {shown}"
+            + (" ..." if len(wrong) > 8 else "")
+        )
+
+
+def split_streams(y_true, y_pred, neat_size=None, images_per_class=None, need_shuffled=True):
+    """Split a DAMLRRM batch into ``(neat_labels, neat, shuffled_labels, shuffled)``.
+
+    ``neat_size`` defaults to half the batch. Raises ``ValueError`` naming the
+    problem when the sizes do not fit the batch or the neat stream is not
+    ``m × images_per_class`` (checked on concrete labels).
+    """
+    labels = flatten_labels(y_true, y_pred)
+    batch = y_pred.shape[0]
+    if neat_size is None:
+        if batch is not None and batch % 2:
+            raise ValueError(
+                f"a DAMLRRM batch with neat_size=None is split in two equal streams; "
+                f"got an odd batch size {batch}. Pass neat_size explicitly."
+            )
+        neat_size = batch // 2 if batch is not None else ops.shape(y_pred)[0] // 2
+    if batch is not None:
+        if neat_size > batch:
+            raise ValueError(f"neat_size={neat_size} is larger than the batch ({batch} embeddings).")
+        if need_shuffled and neat_size == batch:
+            raise ValueError(
+                f"the shuffled loss needs a shuffled stream after the {neat_size} neat "
+                f"embeddings, but the batch has only {batch}."
+            )
+    if images_per_class is not None and isinstance(neat_size, int) and neat_size % images_per_class:
+        raise ValueError(
+            f"neat_size={neat_size} is not a multiple of images_per_class={images_per_class} "
+            "(the neat stream is m classes × k images)."
+        )
+    neat_labels, shuffled_labels = labels[:neat_size], labels[neat_size:]
+    check_damlrrm_layout(neat_labels, images_per_class)
+    return neat_labels, y_pred[:neat_size], shuffled_labels, y_pred[neat_size:]
+
+
+def _hinge_terms(distances, positives, negatives, alpha, beta):
+    """``(Σ squared hinges, number of violating pairs)`` over two pair masks."""
+    zeros = ops.zeros_like(distances)
+    positive_hinge = ops.where(positives, ops.relu(distances - alpha + beta), zeros)
+    negative_hinge = ops.where(negatives, ops.relu(alpha + beta - distances), zeros)
+    hinge = positive_hinge + negative_hinge
+    total = ops.sum(ops.square(hinge))
+    violations = ops.sum(ops.cast(ops.greater(hinge, 0.0), distances.dtype))
+    return total, violations
+
+
+def _normalised(total, violations):
+    return total / ops.maximum(violations, 1.0)
+
+
+def _graph_parts(neat_labels, neat, alpha, beta, positive_pairs, images_per_class):
+    distances = pairwise_distances(neat)
+    n = ops.shape(neat)[0]
+    upper = ops.cast(ops.triu(ops.ones((n, n)), k=1), "bool")
+    same = same_class_mask(neat_labels)
+    tree = tree_pair_mask(prim_minimum_spanning_forest(distances, neat_labels, images_per_class))
+    tree = ops.logical_and(tree, upper)
+    if positive_pairs == "tree":
+        positives = tree
+    else:
+        positives = ops.logical_and(same, upper)
+    negatives = ops.logical_and(ops.logical_not(same), upper)
+    total, violations = _hinge_terms(distances, positives, negatives, alpha, beta)
+    tree_lengths = ops.where(tree, ops.stop_gradient(distances), ops.zeros_like(distances))
+    tree_edges = ops.sum(ops.cast(tree, distances.dtype))
+    mean_tree_edge = ops.sum(tree_lengths) / ops.maximum(tree_edges, 1.0)
+    return _normalised(total, violations), violations, mean_tree_edge
+
+
+def _shuffled_parts(neat_labels, neat, shuffled_labels, shuffled, alpha, beta):
+    distances = pairwise_distances(neat, shuffled)  # (neat, shuffled)
+    same = same_class_mask(neat_labels, shuffled_labels)
+    n = ops.shape(neat)[0]
+    index = ops.expand_dims(ops.arange(n, dtype="int32"), 1)
+    # Nearest same-class neat image of every shuffled image (lowest index on ties).
+    selection = ops.where(same, ops.stop_gradient(distances), ops.cast(float("inf"), distances.dtype))
+    nearest = ops.min(selection, axis=0, keepdims=True)
+    is_nearest = ops.logical_and(same, ops.equal(selection, nearest))
+    first = ops.min(ops.where(is_nearest, index, n), axis=0, keepdims=True)
+    positives = ops.logical_and(is_nearest, ops.equal(index, first))
+    negatives = ops.logical_not(same)
+    total, violations = _hinge_terms(distances, positives, negatives, alpha, beta)
+    return _normalised(total, violations), violations
+
+
+def damlrrm_graph_loss(neat_labels, neat_embeddings, alpha=30.0, beta=0.5, positive_pairs="tree", images_per_class=None):
+    """Graph loss ``L_g`` (eq. 4) of the neat stream alone.
+
+    Args:
+        neat_labels: ``(n,)`` integer labels of the neat stream.
+        neat_embeddings: ``(n, D)`` embeddings of the neat stream.
+        alpha: boundary ``α``; beta: margin ``β``.
+        positive_pairs: ``"tree"`` (Prim tree edges, the paper) or ``"all"``
+            (every same-class pair, the "Full PPs" ablation).
+        images_per_class: ``k`` of the ``m × k`` neat stream; bounds Prim's
+            iterations and validates the layout. ``None`` accepts any class sizes.
+    """
+    _check_options(alpha, beta, "graph", positive_pairs, None, images_per_class)
+    neat = as_float(neat_embeddings)
+    labels = flatten_labels(neat_labels, neat)
+    check_damlrrm_layout(labels, images_per_class)
+    alpha, beta = ops.cast(alpha, neat.dtype), ops.cast(beta, neat.dtype)
+    return _graph_parts(labels, neat, alpha, beta, positive_pairs, images_per_class)[0]
+
+
+def damlrrm_shuffled_loss(neat_labels, neat_embeddings, shuffled_labels, shuffled_embeddings, alpha=30.0, beta=0.5):
+    """Shuffled loss ``L_s`` (eq. 5) between the neat and the shuffled stream."""
+    _check_options(alpha, beta, "shuffled", "tree", None, None)
+    neat = as_float(neat_embeddings)
+    shuffled = ops.cast(as_float(shuffled_embeddings), neat.dtype)
+    if neat.shape[-1] is not None and shuffled.shape[-1] is not None and neat.shape[-1] != shuffled.shape[-1]:
+        raise ValueError(
+            f"neat and shuffled embeddings differ in dimension: {neat.shape[-1]} vs {shuffled.shape[-1]}."
+        )
+    neat_labels = flatten_labels(neat_labels, neat)
+    shuffled_labels = flatten_labels(shuffled_labels, shuffled)
+    alpha, beta = ops.cast(alpha, neat.dtype), ops.cast(beta, neat.dtype)
+    return _shuffled_parts(neat_labels, neat, shuffled_labels, shuffled, alpha, beta)[0]
+
+
+def damlrrm_loss_parts(
+    y_true,
+    y_pred,
+    alpha=30.0,
+    beta=0.5,
+    neat_size=None,
+    images_per_class=None,
+    terms="both",
+    positive_pairs="tree",
+):
+    """Every quantity of the DAMLRRM objective for one batch, as a dict of scalars.
+
+    Keys: ``loss`` (eq. 6 restricted to ``terms``), ``graph_loss`` (L_g),
+    ``shuffled_loss`` (L_s), ``graph_violations`` (P_g),
+    ``shuffled_violations`` (P_s), ``violating_pairs`` (P_g + P_s, over the
+    active terms) and ``mean_tree_edge`` (mean length of the Prim-tree edges
+    of the neat stream). An inactive term is reported as 0.
+    """
+    _check_options(alpha, beta, terms, positive_pairs, neat_size, images_per_class)
+    y_pred = as_float(y_pred)
+    need_graph = terms in ("both", "graph")
+    need_shuffled = terms in ("both", "shuffled")
+    neat_labels, neat, shuffled_labels, shuffled = split_streams(
+        y_true, y_pred, neat_size, images_per_class, need_shuffled=need_shuffled
+    )
+    alpha, beta = ops.cast(alpha, y_pred.dtype), ops.cast(beta, y_pred.dtype)
+    zero = ops.zeros((), dtype=y_pred.dtype)
+    graph_loss, graph_violations, mean_tree_edge = _graph_parts(
+        neat_labels, neat, alpha, beta, positive_pairs, images_per_class
+    )
+    if not need_graph:
+        graph_loss, graph_violations = zero, zero
+    if need_shuffled:
+        shuffled_loss, shuffled_violations = _shuffled_parts(
+            neat_labels, neat, shuffled_labels, shuffled, alpha, beta
+        )
+    else:
+        shuffled_loss, shuffled_violations = zero, zero
+    return {
+        "loss": graph_loss + shuffled_loss,
+        "graph_loss": graph_loss,
+        "shuffled_loss": shuffled_loss,
+        "graph_violations": graph_violations,
+        "shuffled_violations": shuffled_violations,
+        "violating_pairs": graph_violations + shuffled_violations,
+        "mean_tree_edge": mean_tree_edge,
+    }
+
+
+def damlrrm_loss(
+    y_true,
+    y_pred,
+    alpha=30.0,
+    beta=0.5,
+    neat_size=None,
+    images_per_class=None,
+    terms="both",
+    positive_pairs="tree",
+):
+    """DAMLRRM objective ``L = L_g + L_s`` (eq. 6) of a neat+shuffled batch.
+
+    Args:
+        y_true: ``(B,)`` or ``(B, 1)`` integer labels, neat stream first.
+        y_pred: ``(B, D)`` embeddings in the same order.
+        alpha: boundary ``α`` (paper: 30, Table 4).
+        beta: margin ``β`` (paper: 0.5, Table 5).
+        neat_size: rows of the neat stream (``m × k``); ``None`` = half the batch.
+        images_per_class: ``k`` (5 for CUB/Cars196, 3 for SOP); bounds Prim's
+            iterations to ``k − 1`` and checks the neat layout. ``None``
+            accepts any class sizes (Prim then runs ``neat_size − 1`` steps).
+        terms: ``"both"`` (default, eq. 6), ``"graph"`` (L_g only, "OURS2")
+            or ``"shuffled"`` (L_s only, "OURS1").
+        positive_pairs: ``"tree"`` (default, Prim tree) or ``"all"``
+            ("Full PPs": every same-class neat pair).
+
+    Returns:
+        Scalar loss; 0 with zero gradient when no pair violates its constraint.
+    """
+    return damlrrm_loss_parts(
+        y_true, y_pred, alpha, beta, neat_size, images_per_class, terms, positive_pairs
+    )["loss"]
+
+
+@register
+class DAMLRRMLoss(EmbeddingLoss):
+    """DAMLRRM loss ``L_g + L_s`` (Xu et al., CVPR 2019, eq. 4–6); see :func:`damlrrm_loss`.
+
+    Expects the ``"damlrrm"`` batch layout: the neat stream (``m`` classes ×
+    ``images_per_class``) in the first ``neat_size`` rows, then the shuffled
+    stream.
+    """
+
+    batch_layout = "damlrrm"
+
+    def __init__(
+        self,
+        alpha=30.0,
+        beta=0.5,
+        neat_size=None,
+        images_per_class=None,
+        terms="both",
+        positive_pairs="tree",
+        name="damlrrm_loss",
+        **kwargs,
+    ):
+        _check_options(alpha, beta, terms, positive_pairs, neat_size, images_per_class)
+        super().__init__(
+            damlrrm_loss,
+            name=name,
+            alpha=float(alpha),
+            beta=float(beta),
+            neat_size=None if neat_size is None else int(neat_size),
+            images_per_class=None if images_per_class is None else int(images_per_class),
+            terms=terms,
+            positive_pairs=positive_pairs,
+            **kwargs,
+        )
+
+
+@register
+class DAMLRRMLossPart(keras.metrics.Metric):
+    """Batch-mean of one part of the DAMLRRM objective, for ``model.compile(metrics=...)``.
+
+    ``part`` is one of ``loss``, ``graph_loss``, ``shuffled_loss``,
+    ``graph_violations``, ``shuffled_violations``, ``violating_pairs``,
+    ``mean_tree_edge`` (see :func:`damlrrm_loss_parts`). The remaining
+    arguments must match the loss so the parts describe the optimised
+    objective; they end up in TensorBoard through ``keras.callbacks.TensorBoard``.
+    """
+
+    def __init__(
+        self,
+        part="graph_loss",
+        alpha=30.0,
+        beta=0.5,
+        neat_size=None,
+        images_per_class=None,
+        terms="both",
+        positive_pairs="tree",
+        name=None,
+        dtype=None,
+    ):
+        if part not in PARTS:
+            raise ValueError(f"part must be one of {PARTS}, got {part!r}.")
+        _check_options(alpha, beta, terms, positive_pairs, neat_size, images_per_class)
+        super().__init__(name=name or f"damlrrm_{part}", dtype=dtype)
+        self.part = part
+        self.loss_options = {
+            "alpha": float(alpha),
+            "beta": float(beta),
+            "neat_size": None if neat_size is None else int(neat_size),
+            "images_per_class": None if images_per_class is None else int(images_per_class),
+            "terms": terms,
+            "positive_pairs": positive_pairs,
+        }
+        self.total = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        value = damlrrm_loss_parts(y_true, y_pred, **self.loss_options)[self.part]
+        self.total.assign(self.total + ops.cast(value, "float32"))
+        self.count.assign(self.count + 1.0)
+
+    def result(self):
+        return self.total / ops.maximum(self.count, 1.0)
+
+    def reset_state(self):
+        self.total.assign(0.0)
+        self.count.assign(0.0)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, "part": self.part, **self.loss_options}
+
+
+def damlrrm_metrics(
+    parts=("graph_loss", "shuffled_loss", "violating_pairs", "mean_tree_edge"), **loss_options
+):
+    """One :class:`DAMLRRMLossPart` per part, ready for ``model.compile(metrics=...)``.
+
+    ``loss_options`` are the loss's own arguments (``alpha``, ``beta``,
+    ``neat_size``, ``images_per_class``, ``terms``, ``positive_pairs``).
+    """
+    return [DAMLRRMLossPart(part, **loss_options) for part in parts]
