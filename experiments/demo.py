@@ -52,7 +52,8 @@ def format_table(rows):
 
 def run_demo(steps=300, seeds=(0, 1, 2), logdir=None, lr=1e-3, verbose=True):
     """Train and evaluate both methods for every seed; returns the table rows
-    ``(name, mean metrics, mean train seconds)`` and the per-seed results."""
+    ``(name, mean metrics, mean train seconds)``, the per-seed metrics, the
+    run directory and the number of test items."""
     import numpy as np
 
     from experiments import train
@@ -81,7 +82,7 @@ def run_demo(steps=300, seeds=(0, 1, 2), logdir=None, lr=1e-3, verbose=True):
 
     rows = [("untrained MLP", mean(per_seed["untrained"]), None)]
     rows += [(label, mean(per_seed[m]), float(np.mean(seconds[m]))) for m, label in METHODS]
-    return rows, per_seed, root
+    return rows, per_seed, root, len(test_source)
 
 
 def main(argv):
@@ -101,9 +102,9 @@ def main(argv):
 
     print(f"symm_keras demo — digits 0–4 train / 5–9 test, MLP 64→128→32, batch 5×2, Adam {FLAGS.lr}, "
           f"{FLAGS.steps} steps, seeds {list(seeds)}, Keras backend {keras.backend.backend()}", flush=True)  # fmt: skip
-    rows, _, root = run_demo(FLAGS.steps, seeds, FLAGS.logdir, FLAGS.lr)
+    rows, _, root, n_test = run_demo(FLAGS.steps, seeds, FLAGS.logdir, FLAGS.lr)
     print()
-    print(f"Unseen classes 5–9 (n=897), mean over {len(seeds)} seed(s), in %:")
+    print(f"Unseen classes 5–9 (n={n_test}), mean over {len(seeds)} seed(s), in %:")
     print(format_table(rows))
     print(f"\nruns (TensorBoard, results.json): {root}\ntotal wall time {time.time() - t0:.0f} s")
     return 0
