@@ -17,10 +17,10 @@ is skipped (as PML does); for Recall@K it is skipped too by default, or
 counted as a miss with ``skip_singleton_queries=False`` (the convention of
 the original Song et al. evaluation code). Skipped queries are counted.
 
-The kNN is computed once, at ``k = max(max K, max R)``, block by block; each
-block is reduced at once to two small arrays (rank of the first correct
-neighbour and ``rel`` over the first ``max R`` ranks), so memory stays at one
-score block whatever ``k`` is.
+The neighbours are ranked once, block by block (:func:`neighbour_relevance`):
+each score block is reduced at once to two small arrays — the exact rank of
+the first correct neighbour (all Recall@K at once, whatever the largest K) and
+``rel`` over the first ``max R`` ranks — so memory stays at one score block.
 """
 
 import dataclasses
@@ -30,7 +30,7 @@ import numpy as np
 from keras import ops
 
 from symm_keras.evaluation.inputs import check_embeddings, check_recall_ks, encode_labels
-from symm_keras.evaluation.knn import knn_blocks
+from symm_keras.evaluation.knn import score_blocks, top_k
 
 
 @dataclasses.dataclass
@@ -38,11 +38,11 @@ class NeighbourRelevance:
     """Per-query summary of the ranked neighbour lists.
 
     Attributes:
-        first_hit: ``(n,)`` 0-based rank of the first same-class neighbour,
-            ``k`` when none is among the ``k`` retrieved.
-        relevance: ``(n, r_max)`` bool, ``rel(i)`` for the first ``r_max`` ranks.
+        first_hit: ``(n,)`` 0-based rank of the first same-class neighbour
+            (``n − 1``, past the end, for a single-item class).
+        relevance: ``(n, r_max)`` bool, ``rel(i)`` for the first ``r_max = max R`` ranks.
         num_relevant: ``(n,)`` ``R`` per query (class size − 1).
-        k: neighbours retrieved per query.
+        k: ranks covered by ``first_hit`` (the gallery size ``n − 1``).
     """
 
     first_hit: np.ndarray
@@ -51,45 +51,144 @@ class NeighbourRelevance:
     k: int
 
 
-def _summarise_keras(indices, query_codes, codes, k, r_max):
-    match = ops.equal(ops.take(codes, indices, axis=0), ops.expand_dims(query_codes, 1))
-    match_int = ops.cast(match, "int32")
-    first = ops.where(ops.any(match, axis=1), ops.argmax(match_int, axis=1), k)
-    return (
-        np.asarray(ops.convert_to_numpy(first)),
-        np.asarray(ops.convert_to_numpy(match[:, :r_max])),
-    )
+class _ClassMembers:
+    """For any block of queries: the indices of their classes' members, padded.
+
+    ``members[i, j]`` lists class ``label(i)`` in ascending index order;
+    ``valid[i, j]`` is False for padding and for query ``i`` itself. Width is
+    the largest class size, so a block's table is never larger than its
+    score block.
+    """
+
+    def __init__(self, codes, class_sizes):
+        self.order = np.argsort(codes, kind="stable")
+        self.first = np.concatenate([[0], np.cumsum(class_sizes)[:-1]])
+        self.sizes = class_sizes
+        self.width = int(class_sizes.max())
+
+    def table(self, query_codes, query_indices):
+        slots = np.arange(self.width)[None, :]
+        sizes = self.sizes[query_codes][:, None]
+        members = self.order[self.first[query_codes][:, None] + np.minimum(slots, sizes - 1)]
+        valid = (slots < sizes) & (members != query_indices[:, None])
+        return members.astype(np.int32), valid
 
 
-def _summarise_numpy(indices, query_codes, codes, k, r_max):
-    match = codes[indices] == query_codes[:, None]
-    first = np.where(match.any(axis=1), match.argmax(axis=1), k)
-    return first, match[:, :r_max]
+def _drop_self_keras(nearest, self_column, r_max):
+    """First ``r_max`` entries of each row of ``nearest`` (``r_max + 1`` wide) other than the query."""
+    is_self = ops.equal(nearest, self_column)
+    self_position = ops.where(ops.any(is_self, axis=1), ops.argmax(ops.cast(is_self, "int32"), axis=1), r_max + 1)
+    slots = ops.expand_dims(ops.arange(r_max, dtype="int32"), 0)
+    shift = ops.cast(ops.greater_equal(slots, ops.expand_dims(ops.cast(self_position, "int32"), 1)), "int32")
+    return ops.take_along_axis(nearest, slots + shift, axis=1)
 
 
-def neighbour_relevance(embeddings, label_codes, class_sizes, k, metric="cosine", block_size=None, backend="keras"):
-    """Run the blocked kNN once and reduce it to a :class:`NeighbourRelevance`.
+def _drop_self_numpy(nearest, self_column, r_max):
+    is_self = nearest == self_column
+    self_position = np.where(is_self.any(axis=1), is_self.argmax(axis=1), r_max + 1)
+    slots = np.arange(r_max)[None, :]
+    return np.take_along_axis(nearest, slots + (slots >= self_position[:, None]), axis=1)
+
+
+def _relevance_keras(scores, start, codes, r_max):
+    """``rel`` of the first ``r_max`` ranks of one block (query dropped by index)."""
+    self_column = ops.expand_dims(ops.arange(start, start + ops.shape(scores)[0], dtype="int32"), 1)
+    _, nearest = ops.top_k(scores, r_max + 1, sorted=True)
+    nearest = _drop_self_keras(ops.cast(nearest, "int32"), self_column, r_max)
+    query_codes = ops.take(codes, self_column, axis=0)
+    return np.asarray(ops.convert_to_numpy(ops.equal(ops.take(codes, nearest, axis=0), query_codes)))
+
+
+def _relevance_numpy(scores, start, codes, r_max):
+    self_column = np.arange(start, start + scores.shape[0])[:, None]
+    nearest, _ = top_k(scores, r_max + 1, backend="numpy")
+    nearest = _drop_self_numpy(nearest, self_column, r_max)
+    return codes[nearest] == codes[self_column]
+
+
+def _rank_counts_keras(scores, rows, self_columns, members, valid):
+    """``(gt, ge, best, best_column)`` for the block rows ``rows`` (see :func:`neighbour_relevance`)."""
+    if rows.shape[0] != ops.shape(scores)[0]:
+        scores = ops.take(scores, ops.convert_to_tensor(rows.astype(np.int32)), axis=0)
+    members = ops.convert_to_tensor(members)
+    positive_scores = ops.where(ops.convert_to_tensor(valid), ops.take_along_axis(scores, members, axis=1), float("-inf"))
+    best = ops.max(positive_scores, axis=1, keepdims=True)
+    best_slot = ops.expand_dims(ops.cast(ops.argmax(positive_scores, axis=1), "int32"), 1)
+    best_column = ops.take_along_axis(members, best_slot, axis=1)
+    self_score = ops.take_along_axis(scores, ops.convert_to_tensor(self_columns[:, None].astype(np.int32)), axis=1)
+    gt = ops.sum(ops.cast(ops.greater(scores, best), "int32"), axis=1)
+    gt = gt - ops.cast(ops.greater(self_score, best)[:, 0], "int32")
+    ge = ops.sum(ops.cast(ops.greater_equal(scores, best), "int32"), axis=1)
+    ge = ge - ops.cast(ops.greater_equal(self_score, best)[:, 0], "int32")
+    to_numpy = ops.convert_to_numpy
+    return to_numpy(gt), to_numpy(ge), to_numpy(best)[:, 0], to_numpy(best_column)[:, 0], scores
+
+
+def _rank_counts_numpy(scores, rows, self_columns, members, valid):
+    scores = scores[rows]
+    positive_scores = np.where(valid, np.take_along_axis(scores, members, axis=1), -np.inf)
+    best_slot = positive_scores.argmax(axis=1)
+    local = np.arange(rows.shape[0])
+    best = positive_scores[local, best_slot]
+    best_column = members[local, best_slot]
+    self_score = scores[local, self_columns]
+    gt = np.count_nonzero(scores > best[:, None], axis=1) - (self_score > best)
+    ge = np.count_nonzero(scores >= best[:, None], axis=1) - (self_score >= best)
+    return gt, ge, best, best_column, scores
+
+
+def neighbour_relevance(embeddings, label_codes, class_sizes, metric="cosine", block_size=None, backend="keras"):
+    """Rank every item against all others once and reduce to a :class:`NeighbourRelevance`.
+
+    Per block of queries, with score matrix ``S`` and the order "score
+    descending, lower index first on ties", the query excluded by index:
+
+    * ``relevance[q, :r_max]`` from one ``top_k`` with ``k = r_max + 1 = max R + 1``
+      (the query's own entry removed by index);
+    * ``first_hit[q]``, the exact 0-based rank of the best same-class item
+      ``p*``, which gives Recall@K for every K at once: read off
+      ``relevance`` when a same-class item is among the first ``r_max``;
+      otherwise counted over the row, ``#{j ≠ q: S_qj > S_qp*} +
+      #{j ≠ q, j < p*: S_qj = S_qp*}`` (the tie term only for rows that
+      have a tie), instead of a ``top_k`` with ``k = max K``.
 
     ``label_codes``/``class_sizes`` come from
     :func:`symm_keras.evaluation.inputs.encode_labels`.
     """
+    num_items = label_codes.shape[0]
     num_relevant = class_sizes[label_codes] - 1
-    r_max = int(min(k, num_relevant.max()))
-    first_hit = np.empty(label_codes.shape[0], dtype=np.int64)
-    relevance = np.zeros((label_codes.shape[0], r_max), dtype=bool)
+    r_max = int(min(num_items - 1, num_relevant.max()))
+    members = _ClassMembers(label_codes, class_sizes)
+    first_hit = np.full(num_items, num_items - 1, dtype=np.int64)
+    relevance = np.zeros((num_items, r_max), dtype=bool)
     if backend == "keras":
-        codes = ops.convert_to_tensor(label_codes)
-        summarise = _summarise_keras
+        codes = ops.convert_to_tensor(label_codes.astype(np.int32))
+        relevance_of, rank_counts = _relevance_keras, _rank_counts_keras
     else:
         codes = label_codes
-        summarise = _summarise_numpy
-    for start, stop, indices, _ in knn_blocks(
-        embeddings, k, metric=metric, block_size=block_size, backend=backend
-    ):
-        first_hit[start:stop], relevance[start:stop] = summarise(
-            indices, codes[start:stop], codes, k, r_max
-        )
-    return NeighbourRelevance(first_hit, relevance, num_relevant, k)
+        relevance_of, rank_counts = _relevance_numpy, _rank_counts_numpy
+    blocks = score_blocks(embeddings, metric=metric, block_size=block_size, backend=backend, mask_self=False)
+    for start, stop, _, scores in blocks:
+        early = np.zeros(stop - start, dtype=bool)
+        if r_max:
+            block_relevance = relevance_of(scores, start, codes, r_max)
+            relevance[start:stop] = block_relevance
+            early = block_relevance.any(axis=1)
+            first_hit[start:stop][early] = block_relevance[early].argmax(axis=1)
+        rows = np.flatnonzero(~early & (num_relevant[start:stop] > 0))
+        if rows.size == 0:
+            continue
+        self_columns = start + rows
+        table, valid = members.table(label_codes[self_columns], self_columns)
+        gt, ge, best, best_column, row_scores = rank_counts(scores, rows, self_columns, table, valid)
+        first_hit[self_columns] = gt
+        for i in np.flatnonzero(np.asarray(ge) - np.asarray(gt) > 1):
+            # Other items tie with the best positive: those of lower index come first.
+            row = np.asarray(ops.convert_to_numpy(row_scores[i])) if backend == "keras" else row_scores[i]
+            columns = np.arange(row.shape[0])
+            tied_before = (row == best[i]) & (columns < best_column[i]) & (columns != self_columns[i])
+            first_hit[self_columns[i]] += int(np.count_nonzero(tied_before))
+    return NeighbourRelevance(first_hit, relevance, num_relevant, num_items - 1)
 
 
 def recall_at_k(relevance, recall_ks, skip_singleton_queries=True):
@@ -169,9 +268,8 @@ def retrieval_metrics(
             + (" and Recall@K." if skip_singleton_queries else "; counted as misses by Recall@K."),
             stacklevel=2,
         )
-    k = int(max(max(ks, default=1), min(class_sizes.max() - 1, embeddings.shape[0] - 1)))
     relevance = neighbour_relevance(
-        embeddings, codes, class_sizes, k, metric=metric, block_size=block_size, backend=backend
+        embeddings, codes, class_sizes, metric=metric, block_size=block_size, backend=backend
     )
     metrics = {f"recall@{k}": v for k, v in recall_at_k(relevance, ks, skip_singleton_queries).items()}
     metrics["r_precision"] = r_precision(relevance)

@@ -1,0 +1,78 @@
+"""Blocked exact kNN: brute-force agreement, ties to the lower index, self excluded by index."""
+
+import numpy as np
+import pytest
+
+from symm_keras.evaluation import default_block_size, exact_knn, knn_blocks
+from tests.evaluation.oracles import ranked_neighbours
+
+BACKENDS = ("keras", "numpy")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_matches_brute_force(rng, backend, metric):
+    x = rng.normal(size=(40, 6))
+    indices, scores = exact_knn(x, 7, metric=metric, backend=backend, block_size=9)
+    expected = np.array([row[:7] for row in ranked_neighbours(x, metric)])
+    np.testing.assert_array_equal(indices, expected)
+    if metric == "cosine":
+        unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+        reference = np.take_along_axis(unit @ unit.T, expected, axis=1)
+    else:
+        reference = np.linalg.norm(x[:, None] - x[expected], axis=-1)
+    np.testing.assert_allclose(scores, reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ties_go_to_lower_index_and_self_is_dropped_by_index(backend):
+    # Five identical points: every other item ties with the query (distance 0).
+    x = np.ones((5, 3), dtype="float32")
+    indices, scores = exact_knn(x, 4, metric="euclidean", backend=backend)
+    for q in range(5):
+        assert list(indices[q]) == [j for j in range(5) if j != q]
+    np.testing.assert_array_equal(scores, 0.0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_integer_grid_with_many_ties(rng, backend):
+    x = rng.integers(-1, 2, size=(50, 2)).astype("float32")
+    indices, _ = exact_knn(x, 20, metric="euclidean", backend=backend, block_size=8)
+    expected = np.array([row[:20] for row in ranked_neighbours(x, "euclidean")])
+    np.testing.assert_array_equal(indices, expected)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_separate_reference_set(rng, backend):
+    queries, references = rng.normal(size=(6, 4)), rng.normal(size=(11, 4))
+    indices, distances = exact_knn(queries, 11, references=references, metric="euclidean", backend=backend)
+    full = np.linalg.norm(queries[:, None] - references[None], axis=-1)
+    np.testing.assert_array_equal(indices, np.argsort(full, axis=1, kind="stable"))
+    np.testing.assert_allclose(distances, np.sort(full, axis=1), atol=1e-5)
+
+
+def test_blocks_cover_all_rows_in_order(rng):
+    x = rng.normal(size=(23, 4))
+    spans = [(start, stop) for start, stop, _, _ in knn_blocks(x, 3, block_size=5, backend="numpy")]
+    assert spans == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 23)]
+
+
+def test_default_block_size_bounds_the_block():
+    assert default_block_size(60502, 60502) * 60502 <= 1 << 25
+    assert default_block_size(10, 100) == 10
+    assert default_block_size(10**9, 10**9) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"k": 5}, r"k=5 is larger than the gallery: 4 item\(s\) in the other items"),
+        ({"k": 0}, "k must be a positive integer"),
+        ({"k": 2, "metric": "dot"}, "metric must be one of"),
+        ({"k": 2, "references": np.ones((3, 4))}, "queries have dimension 2 but references have 4"),
+        ({"k": 4, "references": np.ones((3, 2))}, r"k=4 is larger than the gallery: 3 item\(s\) in the references"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        exact_knn(np.eye(5, 2), **kwargs)
