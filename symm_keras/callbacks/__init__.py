@@ -1,1 +1,3 @@
 """symm_keras.callbacks."""
+
+from symm_keras.callbacks.retrieval_evaluation import RetrievalEvaluation
