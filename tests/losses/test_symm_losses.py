@@ -40,10 +40,31 @@ CASES = [
 IDS = [c[0] for c in CASES]
 
 
+# One fast batch shape (12 × 8) for every test keeps JAX's per-shape op compilation
+# to one; other shapes run with -m slow.
+SHAPES = [
+    ("random", 6, 8),
+    ("clustered", 6, 8),
+    ("unit", 6, 8),
+    pytest.param("random", 2, 3, marks=pytest.mark.slow),
+    pytest.param("unit", 13, 16, marks=pytest.mark.slow),
+    pytest.param("clustered", 32, 64, marks=pytest.mark.slow),
+]
+
+
+def skip_float64_without_x64(dtype):
+    if dtype == "float64" and keras.backend.backend() == "jax":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            pytest.skip("JAX runs without jax_enable_x64: float64 inputs compute in float32")
+
+
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("kind,classes,dim", [("random", 3, 4), ("clustered", 6, 8), ("unit", 9, 16)])
+@pytest.mark.parametrize("kind,classes,dim", SHAPES)
 def test_matches_loop_oracle(case, dtype, kind, classes, dim, rng):
+    skip_float64_without_x64(dtype)
     _, fn, ref, kwargs = case
     labels, x = pk_batch(rng, classes, dim, kind)
     if kind == "clustered" and fn in (symm_angular.symm_angular_loss, symm_npair.symm_npair_loss):
@@ -58,35 +79,35 @@ def test_matches_loop_oracle(case, dtype, kind, classes, dim, rng):
 def test_batch_order_does_not_matter_and_labels_may_be_column(case, rng):
     """Labels, not positions, pair the images: any order keeping each anchor first."""
     _, fn, _, kwargs = case
-    labels, x = pk_batch(rng, 5, 6, "unit", shuffle=False)
+    labels, x = pk_batch(rng, 6, 8, "unit", shuffle=False)
+    x = x.astype("float32")
     # All anchors (even rows) in one class order, then all positives in another.
-    order = np.concatenate([2 * rng.permutation(5), 2 * rng.permutation(5) + 1])
+    order = np.concatenate([2 * rng.permutation(6), 2 * rng.permutation(6) + 1])
     a = float(fn(labels, x, **kwargs))
     b = float(fn(labels[order].reshape(-1, 1), x[order], **kwargs))
-    assert a == pytest.approx(b, rel=1e-9)
+    assert a == pytest.approx(b, rel=1e-5)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_gradient_matches_finite_differences(case, rng):
     """Autodiff gradient of the vectorised loss vs central differences of the oracle."""
     _, fn, ref, kwargs = case
-    labels, x = pk_batch(rng, 3, 4, "unit")
+    labels, x = pk_batch(rng, 6, 8, "unit")
+    x = x.astype("float32")
     value, grad = value_and_grad(lambda e: fn(labels, e, **kwargs), x)
     assert np.all(np.isfinite(grad))
-    eps = 1e-6
-    numeric = np.zeros_like(x)
-    for idx in np.ndindex(*x.shape):
-        up, down = x.copy(), x.copy()
-        up[idx] += eps
-        down[idx] -= eps
-        numeric[idx] = (ref(labels, up, **kwargs) - ref(labels, down, **kwargs)) / (2 * eps)
-    np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-6)
+    x64 = x.astype("float64")
+    eps = 1e-5
+    for _ in range(4):  # directional derivatives along random directions
+        v = rng.normal(size=x.shape)
+        numeric = (ref(labels, x64 + eps * v, **kwargs) - ref(labels, x64 - eps * v, **kwargs)) / (2 * eps)
+        assert float(np.sum(grad * v)) == pytest.approx(numeric, rel=1e-3, abs=1e-4)
 
 
 @pytest.mark.parametrize("case", [CASES[1], CASES[6]], ids=[IDS[1], IDS[6]])
 def test_jit_compiled_value_equals_eager(case, rng):
     _, fn, _, kwargs = case
-    labels, x = pk_batch(rng, 4, 8, "random")
+    labels, x = pk_batch(rng, 6, 8, "random")
     x = x.astype("float32")
     eager = float(fn(labels, x, **kwargs))
     compiled = float(jit(lambda y, e: fn(y, e, **kwargs))(labels, x))
@@ -97,7 +118,7 @@ def test_jit_compiled_value_equals_eager(case, rng):
 @pytest.mark.parametrize("scale", [0.0, 1e4])
 def test_zero_and_huge_embeddings_are_finite(case, scale, rng):
     _, fn, _, kwargs = case
-    labels, x = pk_batch(rng, 4, 5, "unit")
+    labels, x = pk_batch(rng, 6, 8, "unit")
     value, grad = value_and_grad(lambda e: fn(labels, e, **kwargs), (x * scale).astype("float32"))
     assert np.isfinite(value) and np.all(np.isfinite(grad))
 
@@ -105,7 +126,7 @@ def test_zero_and_huge_embeddings_are_finite(case, scale, rng):
 @pytest.mark.parametrize("case", CASES[:12:2], ids=IDS[:12:2])
 def test_bfloat16_embeddings_compute_in_float32(case, rng):
     _, fn, _, kwargs = case
-    labels, x = pk_batch(rng, 4, 5, "unit")
+    labels, x = pk_batch(rng, 6, 8, "unit")
     value = fn(labels, keras.ops.cast(x, "bfloat16"), **kwargs)
     assert keras.backend.standardize_dtype(value.dtype) == "float32"
     assert np.isfinite(float(value))
@@ -114,22 +135,23 @@ def test_bfloat16_embeddings_compute_in_float32(case, rng):
 # --- analytic batches ------------------------------------------------------------
 
 
-def _collapsed_batch(classes, dim=3):
-    """Every embedding the same vector: all classes indistinguishable."""
+def _collapsed_batch(classes=6, dim=8):
+    """Every embedding the same unit vector: all classes indistinguishable."""
     labels = np.repeat(np.arange(classes), 2)
-    x = np.tile(np.array([[0.6, 0.8, 0.0][:dim]]), (2 * classes, 1))
-    return labels, x
+    v = np.zeros((1, dim), "float32")
+    v[0, :2] = [0.6, 0.8]
+    return labels, np.tile(v, (2 * classes, 1))
 
 
-def _perfect_batch(classes, scale):
+def _perfect_batch(classes=6, scale=10.0, dim=8):
     """Anchor = positive, classes on orthogonal axes ``scale`` from the origin."""
     labels = np.repeat(np.arange(classes), 2)
-    x = np.repeat(np.eye(classes) * scale, 2, axis=0)
+    x = np.repeat(np.eye(classes, dim, dtype="float32") * scale, 2, axis=0)
     return labels, x
 
 
 def test_all_wrong_batch_analytic_values():
-    n, m = 5, 0.3
+    n, m = 6, 0.3
     labels, x = _collapsed_batch(n)
     # Triplet: every term is [0 − 0 + m]_+; 2(N−1) negative points per ordered pair.
     assert float(symm_triplet.symm_triplet_loss(labels, x, margin=m)) == pytest.approx(m * 2 * (n - 1))
@@ -146,24 +168,25 @@ def test_all_wrong_batch_analytic_values():
 
 
 def test_perfect_batch_analytic_values():
-    labels, x = _perfect_batch(4, scale=10.0)
+    labels, x = _perfect_batch()
     assert float(symm_triplet.symm_triplet_loss(labels, x)) == 0.0
     assert float(symm_semihard_triplet.symm_semihard_triplet_loss(labels, x)) == 0.0
     assert float(symm_lifted_structure.symm_lifted_structure_loss(labels, x)) == 0.0
     for pairs in ("official", "paper"):
         value = float(symm_npair.symm_npair_loss(labels, x, pairs=pairs, l2_reg=0.0))
-        assert value == pytest.approx(3 * math.exp(-100.0), abs=1e-30)
+        assert value == pytest.approx(5 * math.exp(-100.0), abs=1e-30)
         value = float(symm_angular.symm_angular_loss(labels, x, pairs=pairs, l2_reg=0.0))
         assert 0.0 <= value < 1e-30
 
 
 def test_symm_is_never_easier_than_its_baseline(rng):
     """Pooling adds harder candidates: Symm ≥ baseline for triplet (eq. 3 vs 4) and N-pair (7 vs 8)."""
-    for _ in range(5):
-        labels, x = pk_batch(rng, 6, 4, "unit")
-        assert float(symm_triplet.symm_triplet_loss(labels, x)) >= float(triplet_loss(labels, x)) - 1e-12
+    for _ in range(3):
+        labels, x = pk_batch(rng, 6, 8, "unit")
+        x = x.astype("float32")
+        assert float(symm_triplet.symm_triplet_loss(labels, x)) >= float(triplet_loss(labels, x)) - 1e-6
         symm = float(symm_npair.symm_npair_loss(labels, x, pairs="paper"))
-        assert symm >= float(npair_loss(labels, x)) - 1e-12
+        assert symm >= float(npair_loss(labels, x)) - 1e-6
 
 
 def test_single_class_batch_is_finite():
@@ -201,7 +224,7 @@ def test_bad_shapes_are_rejected(fn):
 
 
 def test_bad_arguments_are_rejected():
-    labels, x = _collapsed_batch(2)
+    labels, x = _collapsed_batch()
     with pytest.raises(ValueError, match="pairs"):
         symm_npair.symm_npair_loss(labels, x, pairs="all")
     with pytest.raises(ValueError, match="top_k > 1 needs pairs='paper'"):
@@ -241,5 +264,6 @@ def test_class_config_round_trip_and_value(cls, kwargs, rng):
     assert cls.batch_layout == "pk" and cls.images_per_class == 2
     clone = keras.losses.deserialize(keras.losses.serialize(loss))
     assert type(clone) is cls and clone.get_config() == loss.get_config()
-    labels, x = pk_batch(rng, 4, 6, "unit")
+    labels, x = pk_batch(rng, 6, 8, "unit")
+    x = x.astype("float32")
     assert float(clone(labels, x.astype("float32"))) == pytest.approx(float(loss(labels, x)), rel=1e-5)

@@ -1,0 +1,71 @@
+"""``SymmetricalSynthesis`` layer: one synthetic point per embedding (Symm eq. 1–2).
+
+In a P×2 batch each embedding ``x_b`` is mirrored about the other image of its
+class (its *partner*): ``x'_b = β[α(r − x_b) + x_b]`` with ``r`` the
+projection of ``x_b`` on the partner (eq. 1–2; α = 2, β = 1 is the symmetric
+point, see :func:`symm_keras.ops.synthesis.mirror_points` for the released
+formula and norm forcing). The output is row-aligned with the input, so
+``concatenate([x, layer(x, labels)])`` gives the original + synthetic points
+of paper Fig. 3. The Symm losses synthesise internally; this layer is for
+models, visualisation (paper Fig. 8) and custom losses.
+"""
+
+import keras
+from keras import ops
+
+from symm_keras.ops.labels import flatten_labels, positive_mask
+from symm_keras.ops.pairs import check_pk_layout
+from symm_keras.ops.synthesis import check_synthesis_args, mirror_points
+
+
+def partner_indices(labels):
+    """Index of the other same-class image of every batch entry (itself if none)."""
+    partners = positive_mask(labels)
+    n = ops.shape(labels)[0]
+    has_partner = ops.any(partners, axis=1)
+    partner = ops.cast(ops.argmax(ops.cast(partners, "int32"), axis=1), "int32")
+    return ops.where(has_partner, partner, ops.arange(n, dtype="int32"))
+
+
+@keras.saving.register_keras_serializable(package="symm_keras")
+class SymmetricalSynthesis(keras.layers.Layer):
+    """Mirror every embedding about its same-class partner (Symm eq. 1–2).
+
+    Call as ``layer(embeddings, labels)`` with ``embeddings`` ``(B, D)`` and
+    integer ``labels`` ``(B,)``/``(B, 1)`` of a P×2 batch (checked when the
+    labels are concrete; ``ValueError`` otherwise). Returns ``(B, D)``.
+
+    Args:
+        alpha, beta: eq. 2's parameters (default 2, 1: the symmetric point).
+        formula: ``"paper"`` (eq. 2, default) or ``"released"``.
+        force_norm: ``None``, ``"point"`` or ``"axis"`` (Fig. 4 ablation).
+    """
+
+    def __init__(self, alpha=2.0, beta=1.0, formula="paper", force_norm=None, **kwargs):
+        super().__init__(**kwargs)
+        check_synthesis_args(alpha, beta, formula, force_norm)
+        self.alpha, self.beta = alpha, beta
+        self.formula, self.force_norm = formula, force_norm
+
+    def call(self, embeddings, labels):
+        labels = flatten_labels(labels, embeddings)
+        check_pk_layout(labels, images_per_class=2)
+        partner = ops.take(embeddings, partner_indices(labels), axis=0)
+        return mirror_points(
+            embeddings,
+            partner,
+            alpha=self.alpha,
+            beta=self.beta,
+            formula=self.formula,
+            force_norm=self.force_norm,
+        )
+
+    def compute_output_shape(self, embeddings_shape, labels_shape=None):
+        return embeddings_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"alpha": self.alpha, "beta": self.beta, "formula": self.formula, "force_norm": self.force_norm}
+        )
+        return config

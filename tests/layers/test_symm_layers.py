@@ -1,0 +1,109 @@
+"""L2Normalize, SymmetricalSynthesis and HardestPairPooling layers."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from symm_keras.layers import HardestPairPooling, L2Normalize, SymmetricalSynthesis, partner_indices
+from symm_keras.ops.pooling import hardest_pair_pooling
+from symm_keras.ops.synthesis import mirror_points, synthesize_pk_batch
+
+
+def _np(x):
+    return np.asarray(ops.convert_to_numpy(x), dtype=np.float64)
+
+
+@pytest.fixture
+def batch(rng):
+    labels = np.array([3, 1, 4, 1, 3, 4, 0, 0, 2, 5, 5, 2])
+    return labels, rng.normal(size=(12, 8)).astype("float32")
+
+
+def _round_trip(model, tmp_path, inputs):
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    for a, b in zip(keras.tree.flatten(model(inputs)), keras.tree.flatten(loaded(inputs))):
+        np.testing.assert_allclose(_np(a), _np(b), rtol=1e-6)
+    return loaded
+
+
+def test_l2_normalize_layer(batch, tmp_path):
+    _, x = batch
+    x[0] = 0.0
+    layer = L2Normalize()
+    y = _np(layer(x))
+    np.testing.assert_allclose(np.linalg.norm(y[1:], axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(y[0], 0.0)
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, L2Normalize(epsilon=1e-6)(keras.layers.Dense(4)(inputs)))
+    loaded = _round_trip(model, tmp_path, x)
+    assert loaded.layers[-1].get_config()["epsilon"] == 1e-6
+    with pytest.raises(ValueError, match="axis"):
+        L2Normalize(axis=1.5)
+    with pytest.raises(ValueError, match="epsilon"):
+        L2Normalize(epsilon=0.0)
+
+
+def test_partner_indices(batch):
+    labels, _ = batch
+    partner = _np(partner_indices(ops.convert_to_tensor(labels))).astype(int)
+    for i, j in enumerate(partner):
+        assert i != j and labels[i] == labels[j]
+    lonely = _np(partner_indices(ops.convert_to_tensor(np.array([0, 1, 1])))).astype(int)
+    np.testing.assert_array_equal(lonely, [0, 2, 1])
+
+
+def test_symmetrical_synthesis_layer_mirrors_about_the_partner(batch, tmp_path):
+    labels, x = batch
+    layer = SymmetricalSynthesis()
+    out = _np(layer(x, labels))
+    partner = [int(np.flatnonzero((labels == labels[i]) & (np.arange(12) != i))[0]) for i in range(12)]
+    np.testing.assert_allclose(out, _np(mirror_points(x, x[partner])), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), np.linalg.norm(x, axis=1), rtol=1e-5)
+    # In a functional model with labels as a second input; .keras round trip.
+    emb = keras.Input((8,))
+    lab = keras.Input((), dtype="int32")
+    synth = SymmetricalSynthesis(alpha=1.5, force_norm="point")(emb, lab)
+    model = keras.Model([emb, lab], keras.layers.Concatenate(axis=0)([emb, synth]))
+    loaded = _round_trip(model, tmp_path, [x, labels])
+    assert loaded.layers[-2].get_config()["alpha"] == 1.5
+
+
+def test_symmetrical_synthesis_layer_rejects_bad_input(batch):
+    labels, x = batch
+    with pytest.raises(ValueError, match="exactly 2 times"):
+        SymmetricalSynthesis()(x[:3], np.array([0, 0, 0]))
+    with pytest.raises(ValueError, match="formula"):
+        SymmetricalSynthesis(formula="x")
+    with pytest.raises(ValueError, match="y_true"):
+        SymmetricalSynthesis()(x, np.zeros((12, 2)))
+
+
+@pytest.mark.parametrize("metric,pairs,top_k", [("similarity", "official", 1), ("euclidean", "paper", 3)])
+def test_hardest_pair_pooling_layer_matches_ops(batch, metric, pairs, top_k, tmp_path):
+    labels, x = batch
+    layer = HardestPairPooling(metric=metric, pairs=pairs, top_k=top_k, return_selection=True)
+    pooled, synthetic = layer(x, labels)
+    sets, _, _ = synthesize_pk_batch(labels, x)
+    expected, _ = hardest_pair_pooling(sets, metric=metric, pairs=pairs, top_k=top_k)
+    np.testing.assert_allclose(_np(pooled), _np(expected), rtol=1e-6)
+    shape = (6, 6) + ((top_k,) if top_k > 1 else ())
+    assert tuple(pooled.shape) == shape and tuple(synthetic.shape) == shape
+    assert layer.compute_output_shape((12, 8)) == (shape, shape)
+    assert set(np.unique(_np(synthetic))) <= {0.0, 1.0, 2.0}
+    emb = keras.Input((8,), batch_size=12)
+    lab = keras.Input((), batch_size=12, dtype="int32")
+    model = keras.Model([emb, lab], HardestPairPooling(metric=metric, pairs=pairs, top_k=top_k)(emb, lab))
+    assert tuple(model.output.shape) == shape
+    _round_trip(model, tmp_path, [x, labels])
+
+
+def test_hardest_pair_pooling_layer_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="metric"):
+        HardestPairPooling(metric="cos")
+    with pytest.raises(ValueError, match="pairs"):
+        HardestPairPooling(pairs="x")
+    with pytest.raises(ValueError, match="top_k"):
+        HardestPairPooling(pairs="official", top_k=7)
