@@ -7,27 +7,36 @@ import numpy as np
 from keras import ops
 
 
-def value_and_gradient(fn, x, dtype="float32"):
+def value_and_gradient(fn, x, dtype="float32", compiled=False):
     """``(fn(x), ∂fn/∂x)`` as numpy arrays, on the active Keras backend.
 
-    ``fn`` maps a ``(B, D)`` tensor to a scalar tensor.
+    ``fn`` maps a ``(B, D)`` tensor to a scalar tensor. ``compiled=True``
+    traces it once (``jax.jit`` / ``tf.function``) instead of running op by op
+    — much faster on JAX, but value-dependent checks are skipped under tracing.
     """
     backend = keras.backend.backend()
     x = np.asarray(x)
     if backend == "tensorflow":
         import tensorflow as tf
 
-        xt = tf.convert_to_tensor(x, dtype=dtype)
-        with tf.GradientTape() as tape:
-            tape.watch(xt)
-            value = fn(xt)
-        grad = tape.gradient(value, xt)
+        def run(xt):
+            with tf.GradientTape() as tape:
+                tape.watch(xt)
+                value = fn(xt)
+            return value, tape.gradient(value, xt)
+
+        if compiled:
+            run = tf.function(run)
+        value, grad = run(tf.convert_to_tensor(x, dtype=dtype))
         grad = np.zeros(x.shape) if grad is None else tf.convert_to_tensor(grad).numpy()
         return np.asarray(value.numpy()), np.asarray(grad)
     if backend == "jax":
         import jax
 
-        value, grad = jax.value_and_grad(fn)(ops.convert_to_tensor(x, dtype=dtype))
+        run = jax.value_and_grad(fn)
+        if compiled:
+            run = jax.jit(run)
+        value, grad = run(ops.convert_to_tensor(x, dtype=dtype))
         return np.asarray(value), np.asarray(grad)
     if backend == "torch":
         import torch
