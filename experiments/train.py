@@ -60,6 +60,7 @@ def define_flags():
     flags.DEFINE_float("momentum", None, "SGD momentum.")
     flags.DEFINE_float("weight_decay", None, "Weight decay (SGD/AdamW).")
     flags.DEFINE_float("head_lr_multiplier", None, "Learning-rate multiplier of the embedding head.")
+    flags.DEFINE_bool("freeze_batchnorm", None, "Run the backbone's batch-norm layers in inference mode (small batches).")
     flags.DEFINE_string("loss_kwargs", None, 'JSON dict of loss arguments, e.g. \'{"pairs": "paper"}\'.')
     flags.DEFINE_string("method_kwargs", None, "JSON dict of method arguments.")
     flags.DEFINE_string("logdir", None, "Run directory (checkpoints, TensorBoard, results). Required.")
@@ -79,7 +80,7 @@ def define_flags():
 _CONFIG_FIELDS = (
     "backbone", "backbone_weights", "embedding_dim", "l2_normalize", "input_size",
     "classes_per_batch", "images_per_class", "optimizer", "lr", "momentum", "weight_decay",
-    "head_lr_multiplier", "eval_every", "checkpoint_every",
+    "head_lr_multiplier", "freeze_batchnorm", "eval_every", "checkpoint_every",
 )  # fmt: skip
 
 
@@ -276,20 +277,34 @@ def mlp_embedding_model(input_dim, embedding_dim, hidden=(128,), l2_normalize=Fa
 
 def build_model(cfg, train_source, seed):
     if cfg.backbone == "mlp":
-        return mlp_embedding_model(int(np.prod(train_source.input_shape)), cfg.embedding_dim,
-                                   l2_normalize=cfg.l2_normalize, seed=seed)  # fmt: skip
-    from symm_keras import models
+        model = mlp_embedding_model(int(np.prod(train_source.input_shape)), cfg.embedding_dim,
+                                    l2_normalize=cfg.l2_normalize, seed=seed)  # fmt: skip
+    else:
+        from symm_keras import models
 
-    return models.build_embedding_model(
-        backbone=cfg.backbone,
-        embedding_dim=cfg.embedding_dim,
-        l2_normalize=cfg.l2_normalize,
-        weights=cfg.backbone_weights,
-        input_size=cfg.input_size,
-    )
+        model = models.build_embedding_model(
+            backbone=cfg.backbone,
+            embedding_dim=cfg.embedding_dim,
+            l2_normalize=cfg.l2_normalize,
+            weights=cfg.backbone_weights,
+            input_size=cfg.input_size,
+        )
+    if cfg.freeze_batchnorm:
+        freeze_batchnorm(model)
+    return model
 
 
-HEAD_PATTERN = r"^embedding_head/"
+def freeze_batchnorm(model):
+    """Put every BatchNormalization layer in inference mode (Keras 3: a
+    non-trainable BN layer uses its moving statistics); returns how many."""
+    import keras
+
+    frozen = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+            frozen += 1
+    return frozen
 
 
 def build_optimizer(cfg):
@@ -305,16 +320,26 @@ def build_optimizer(cfg):
     else:
         optimizer = keras.optimizers.Adam(weight_decay=cfg.weight_decay or None, **kwargs)
     if cfg.head_lr_multiplier != 1.0:
-        from symm_keras.models.lr_multiplier import with_lr_multipliers
+        from symm_keras.models import head_lr_multipliers, with_lr_multipliers
 
-        optimizer = with_lr_multipliers(optimizer, {HEAD_PATTERN: cfg.head_lr_multiplier})
+        # variables under the "embedding_head" layer (build_embedding_model and the MLP name it so)
+        optimizer = with_lr_multipliers(optimizer, head_lr_multipliers(cfg.head_lr_multiplier))
     return optimizer
 
 
-def current_learning_rate(optimizer):
+def current_learning_rate(optimizer, step, fallback):
+    """The base learning rate at ``step``: the schedule's value, else the
+    optimizer's variable; on JAX, ``fit`` detaches variable values
+    mid-epoch, then the last known value (``fallback``) is used."""
     import keras
 
-    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    lr = getattr(optimizer, "_learning_rate", None)
+    if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
+        return float(keras.ops.convert_to_numpy(lr(step)))
+    try:
+        return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    except (TypeError, ValueError):
+        return float(fallback)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -479,6 +504,13 @@ def run_training(cfg, train_source, test_source, logdir, seed=0, strategy="defau
     tracker["step"] = step0
     spe = plan.steps_per_epoch
     total = total_steps(cfg, spe)
+    results_file = os.path.join(logdir, "results.json")
+    if step0 >= total and os.path.exists(results_file):
+        writer.close()
+        with open(results_file) as f:
+            if verbose:
+                print(f"{logdir} is finished ({total} steps); results in {results_file}", flush=True)
+            return json.load(f)
     history = list(state.get("history", []))
     train_seconds = float(state.get("train_seconds", 0.0))
 
@@ -509,7 +541,9 @@ def run_training(cfg, train_source, test_source, logdir, seed=0, strategy="defau
                 for key, value in (logs or {}).items():
                     if np.ndim(value) == 0:
                         writer.scalar(key, float(value), step)
-                writer.scalar("learning_rate", current_learning_rate(self._model.optimizer), step)
+                lr = current_learning_rate(self._model.optimizer, step, tracker.get("lr", cfg.lr))
+                tracker["lr"] = lr
+                writer.scalar("learning_rate", lr, step)
             if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
                 self.model  # on JAX, attaching the model syncs the in-flight training state
                 do_eval(step)
@@ -549,7 +583,7 @@ def run_training(cfg, train_source, test_source, logdir, seed=0, strategy="defau
         "history": history,
         "train_seconds": train_seconds,
     }
-    with open(os.path.join(logdir, "results.json"), "w") as f:
+    with open(results_file, "w") as f:
         json.dump(_jsonable(results), f, indent=1)
     table = results_table(cfg, final_metrics, recall_ks)
     with open(os.path.join(logdir, "results.md"), "w") as f:

@@ -33,7 +33,9 @@ class ExperimentConfig:
 
     Batch size is ``classes_per_batch * images_per_class`` for P×K methods.
     ``steps`` or ``epochs`` (not both) sets the length; ``head_lr_multiplier``
-    scales the learning rate of the embedding head (10× in all three papers).
+    scales the learning rate of the embedding head (10× in all three papers);
+    ``freeze_batchnorm`` keeps a batch-norm backbone's statistics and scales
+    fixed (inference mode), for small batches.
     """
 
     name: str
@@ -56,6 +58,7 @@ class ExperimentConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     head_lr_multiplier: float = 10.0
+    freeze_batchnorm: bool = False
     steps: Optional[int] = None
     epochs: Optional[int] = None
     eval_every: int = 0

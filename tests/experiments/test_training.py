@@ -146,3 +146,22 @@ def test_killed_process_resumes_from_last_checkpoint(tmp_path):
     assert f"(step {killed_at})" in done.stdout
     with open(os.path.join(logdir, "results.json")) as f:
         assert json.load(f)["steps"] == 150
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_command_line_run_on_backend_with_bfloat16(tmp_path, backend):
+    """The CLI trains Symm+N-pair end to end on JAX and TF under mixed bfloat16."""
+    logdir = str(tmp_path / backend)
+    cmd = [sys.executable, "-m", "experiments.train", "--method=symm_npair", "--dataset=digits", "--steps=12",
+           "--eval_every=6", "--checkpoint_every=6", "--tsne_points=50", "--nn_queries=2",
+           "--mixed_precision=bfloat16", f"--logdir={logdir}"]  # fmt: skip
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND=backend)
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    with open(os.path.join(logdir, "results.json")) as f:
+        saved = json.load(f)
+    assert saved["backend"] == backend and saved["mixed_precision"] == "bfloat16"
+    assert [h["step"] for h in saved["history"]] == [0, 6, 12]
+    assert 0.0 <= saved["metrics"]["recall@1"] <= 1.0
+    losses = [float(v) for _, v in read_events(os.path.join(logdir, "train"))["loss"]]
+    assert np.isfinite(losses).all()
