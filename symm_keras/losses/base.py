@@ -9,7 +9,7 @@ a functional form ``foo_loss(y_true, y_pred, **params)`` that does the math with
         def __init__(self, margin=0.2, name="foo_loss", **kwargs):
             super().__init__(foo_loss, name=name, margin=margin, **kwargs)
 
-``EmbeddingLoss`` stores the parameters, round-trips them through
+``EmbeddingLoss`` (a plain ``keras.losses.Loss``) stores the parameters, round-trips them through
 ``get_config`` and always computes in float32 (or float64 when asked), also
 under a mixed-precision policy.
 """
@@ -32,7 +32,7 @@ def as_float(y_pred):
     return y_pred
 
 
-class EmbeddingLoss(keras.losses.LossFunctionWrapper):
+class EmbeddingLoss(keras.losses.Loss):
     """Base class: ``y_true`` integer labels ``(B,)``/``(B, 1)``, ``y_pred`` ``(B, D)``.
 
     Args:
@@ -44,14 +44,27 @@ class EmbeddingLoss(keras.losses.LossFunctionWrapper):
             mixed-precision policy (Keras losses default to ``floatx``).
         **params: the loss's hyper-parameters, passed to ``fn`` and saved in
             the config.
+
+    Class attributes (the batch contract, read by the shared loss tests):
+        batch_layout: ``"pk"`` for class-balanced batches of labelled
+            embeddings (other layouts are tested by their owners).
+        images_per_class: ``None`` if any number of images per class works,
+            else the exact ``K`` the loss requires (a clear error otherwise).
+        zero_without_positives: the loss is 0 with zero gradient for a batch
+            without any positive pair.
     """
 
+    batch_layout = "pk"
+    images_per_class = None
+    zero_without_positives = True
+
     def __init__(self, fn, name, reduction="sum_over_batch_size", dtype=None, **params):
-        super().__init__(fn, name=name, reduction=reduction, dtype=dtype, **params)
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.fn = fn
         self._params = dict(params)
 
     def call(self, y_true, y_pred):
-        return self.fn(y_true, y_pred, **self._fn_kwargs)
+        return self.fn(y_true, y_pred, **self._params)
 
     def get_config(self):
         config = {"name": self.name, "reduction": self.reduction, "dtype": self.dtype}
