@@ -14,7 +14,9 @@ K=2 images = 128) with one loss from ``symm_keras.losses``:
 
 The loss is built as ``LossClass(**config.loss_kwargs)``, so a config row
 can choose e.g. ``pairs="paper"`` for the Symm N-pair. Symm methods also
-compile ``symm_keras.metrics.SyntheticHardPairRatio`` (paper Fig. 7) so the
+compile ``symm_keras.metrics.SyntheticHardPairRatio`` (paper Fig. 7), set up
+like the loss (similarity for N-pair/angular with the loss's ``pairs``,
+squared Euclidean for triplet, Euclidean for lifted and L2 semi-hard), so the
 share of synthetic points among the selected hardest negatives is logged.
 An epoch is ``ceil(#train images / batch size)`` steps.
 """
@@ -67,12 +69,28 @@ def check_layout(method, loss_cls, images_per_class):
         raise ValueError(f"--method {method} needs >= 2 images per class (positive pairs), got {images_per_class}")
 
 
-def _hard_pair_metric():
-    try:
-        from symm_keras.metrics import SyntheticHardPairRatio
-    except ImportError:
-        return []
-    return [SyntheticHardPairRatio()]
+_POOLED_METRIC = {
+    "symm_triplet": ("squared_euclidean", "paper"),
+    "symm_lifted": ("euclidean", "paper"),
+    "symm_npair": ("similarity", None),
+    "symm_angular": ("similarity", None),
+}
+
+
+def hard_pair_metric(method, loss):
+    """``SyntheticHardPairRatio`` configured like ``loss`` (pooled quantity,
+    point-set pairs, synthesis parameters), for the Symm methods."""
+    from symm_keras.metrics import SyntheticHardPairRatio
+
+    config = loss.get_config()
+    if method == "symm_semihard":
+        metric = "squared_euclidean" if config.get("distance_metric") == "squared-L2" else "euclidean"
+        pairs = "paper"
+    else:
+        metric, pairs = _POOLED_METRIC[method]
+        pairs = pairs or config.get("pairs", "official")
+    synthesis = {k: config[k] for k in ("alpha", "beta", "formula", "force_norm") if k in config}
+    return SyntheticHardPairRatio(metric=metric, pairs=pairs, **synthesis)
 
 
 def _make_builder(method):
@@ -91,7 +109,7 @@ def _make_builder(method):
             train_batches=batches,
             loss=loss,
             steps_per_epoch=max(1, math.ceil(len(source) / (P * K))),
-            metrics=_hard_pair_metric() if method.startswith("symm_") else [],
+            metrics=[hard_pair_metric(method, loss)] if method.startswith("symm_") else [],
             batch_layout="pk",
             description=f"{cls.__name__} on {P}x{K} class-balanced batches",
         )

@@ -81,3 +81,16 @@ def test_fit_segments_respect_epoch_boundaries(start, total, spe, expected):
     segments = train.fit_segments(start, total, spe)
     assert segments == expected
     assert sum(s[2] * (s[1] - s[0]) for s in segments) == total - start
+
+
+@pytest.mark.parametrize("method", ["symm_triplet", "symm_semihard", "symm_lifted", "symm_npair", "symm_angular"])
+def test_symm_methods_log_the_hard_pair_ratio_configured_like_the_loss(method):
+    from experiments.methods import pk_losses
+
+    loss = pk_losses.loss_class(method)(**({"pairs": "paper"} if method == "symm_npair" else {}))
+    metric = pk_losses.hard_pair_metric(method, loss)
+    assert metric.name == "synthetic_hard_pair_ratio"
+    expected = {"symm_triplet": "squared_euclidean", "symm_lifted": "euclidean", "symm_semihard": "euclidean"}
+    assert metric.metric == expected.get(method, "similarity")
+    if method == "symm_npair":
+        assert metric.pairs == "paper"
