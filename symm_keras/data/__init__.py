@@ -38,13 +38,13 @@ from symm_keras.data.samplers import (
     TripletSampler,
     images_seen,
 )
-from symm_keras.data.tfrecords import load_encoded_images, write_tfrecord_shards
 from symm_keras.data.split_index import (
     DATASETS,
     STANDARD_SPLITS,
     MissingFilesError,
     SplitIndex,
 )
+from symm_keras.data.tfrecords import load_encoded_images, write_tfrecord_shards
 
 __all__ = [
     "AsymmetricSampler",

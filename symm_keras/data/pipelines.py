@@ -212,7 +212,7 @@ class TripletFeed:
 
         feed = TripletFeed(train_index, triplets_per_batch=40, steps_per_epoch=150)
         feed.set_triplets(initial_triplets, epoch=0)      # (n, 3) rows of train_index
-        model.fit(feed.dataset(), steps_per_epoch=feed.steps_per_epoch, callbacks=[...])
+        model.fit(feed.dataset(epochs=30), steps_per_epoch=feed.steps_per_epoch, epochs=30, callbacks=[...])
         # a callback calls feed.set_triplets(mined, epoch=e) in on_epoch_begin(e)
 
     Batches are ``[anchors; positives; negatives]`` (``3·t`` images, rows ``i``,
@@ -262,7 +262,22 @@ class TripletFeed:
                 triplets = triplets[self._eligible_mask[triplets].all(axis=1)]
         self.sampler.set_triplets(triplets, epoch)
 
-    def dataset(self, start_step=0, num_steps=None, with_rows=False, num_parallel_calls=AUTOTUNE):
+    def close(self):
+        """Release a prefetcher still waiting for an epoch's triplets."""
+        self.sampler.close()
+
+    def dataset(self, start_step=0, num_steps=None, epochs=None, with_rows=False, num_parallel_calls=AUTOTUNE):
+        """Batches from global step ``start_step``; ``epochs`` ends the feed after that many epochs.
+
+        Give ``epochs`` (or ``num_steps``) equal to what ``fit`` trains, so the
+        prefetcher never waits for triplets of an epoch after the last one.
+        """
+        if epochs is not None:
+            if num_steps is not None:
+                raise ValueError("pass epochs or num_steps, not both.")
+            num_steps = int(epochs) * self.steps_per_epoch - int(start_step)
+            if num_steps < 1:
+                raise ValueError(f"start_step={start_step} is past the end of {epochs} epochs.")
         return sampler_batches(
             self.index, self.sampler, self.preprocessing, self.seed, start_step, num_steps, with_rows, num_parallel_calls,
             encoded_images=self.encoded_images,
@@ -282,8 +297,9 @@ def eval_dataset(
     """Test-transform batches of ``index`` in row order (resize + centre crop), no repeat.
 
     Yields ``(images, labels)`` (or ``(images, labels, rows)``); the final batch may
-    be smaller. With ``validate="decode"`` and ``on_corrupt="skip"`` corrupt rows
-    are left out, so use ``with_rows=True`` to know which rows were embedded.
+    be smaller. Corrupt rows found by ``validate`` (``"quick"`` or ``"decode"``)
+    with ``on_corrupt="skip"`` are left out: use ``with_rows=True`` to know
+    which rows were embedded.
     """
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")

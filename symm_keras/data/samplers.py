@@ -289,7 +289,10 @@ class TripletSampler:
     triplets were set for ``e`` it waits up to ``timeout`` seconds for
     :meth:`set_triplets(…, epoch=e)` (a mining callback's ``on_epoch_begin``),
     then fails with a clear error — unless ``reuse_previous=True``, where the
-    latest earlier epoch's triplets are used (mining every few epochs).
+    latest earlier epoch's triplets are used (mining every few epochs). Bound
+    the pipeline to the epochs you train (``TripletFeed.dataset(epochs=…)``),
+    or call :meth:`close` when training ends, so that the prefetcher is not
+    left waiting for an epoch that never comes.
     """
 
     def __init__(self, num_rows, triplets_per_batch, steps_per_epoch, seed=0, timeout=600.0, reuse_previous=False):
@@ -301,6 +304,7 @@ class TripletSampler:
         self.reuse_previous = bool(reuse_previous)
         self._triplets = {}
         self._orders = {}
+        self._closed = False
         self._changed = threading.Condition()
 
     @property
@@ -331,13 +335,23 @@ class TripletSampler:
     def triplets(self, epoch):
         """The triplets epoch ``epoch`` uses (waiting for them as described above)."""
         with self._changed:
-            found = self._changed.wait_for(lambda: self._lookup(epoch) is not None, timeout=self.timeout)
+            found = self._changed.wait_for(
+                lambda: self._closed or self._lookup(epoch) is not None, timeout=self.timeout
+            )
+            if self._closed:
+                raise RuntimeError(f"TripletSampler was closed while epoch {epoch} waited for its triplets.")
             if not found:
                 raise RuntimeError(
                     f"TripletSampler: no triplets were set for epoch {epoch} within {self.timeout:.0f} s; "
                     f"call set_triplets(triplets, epoch={epoch}) (e.g. in on_epoch_begin), or pass reuse_previous=True."
                 )
             return self._lookup(epoch)
+
+    def close(self):
+        """Release a pipeline still waiting for triplets (training ended early)."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
 
     def _lookup(self, epoch):
         if epoch in self._triplets:

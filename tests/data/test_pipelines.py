@@ -1,5 +1,8 @@
 """tf.data pipelines on fixture datasets: layouts, no label mix-ups, resume, robustness."""
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -31,8 +34,7 @@ def _grey_ok(label, image, index, row, fake):
 def test_pk_batches_images_match_labels_and_rows(cub):
     fake, index = cub
     train = index.train()
-    ds = data.pk_batches(train, 3, 2, RAW, seed=0, num_steps=4, validate="decode", with_rows=True)
-    with pytest.warns(UserWarning):
+    with pytest.warns(UserWarning, match="skipping 1 of"):
         ds = data.pk_batches(train, 3, 2, RAW, seed=0, num_steps=4, validate="decode", with_rows=True)
     for images, labels, rows in ds.as_numpy_iterator():
         assert images.shape == (6, 24, 24, 3) and images.dtype == np.float32
@@ -154,3 +156,47 @@ def test_quick_check_flags_truncation_and_confirms_by_decoding(tmp_path):
     with pytest.warns(UserWarning, match="skipping 1 of"):
         check = data.check_images(index, thorough=False)
     assert check.corrupt_paths == tuple(fake.corrupt)
+
+
+def test_triplet_feed_in_model_fit_with_mining_in_on_epoch_begin(cub):
+    """The prefetching feed waits for each epoch's triplets; a callback mines them with predict()."""
+    import keras
+
+    _, index = cub
+    train = index.train()
+    prep = data.ImagePreprocessing(crop_size=16, resize=20, mode="inception")
+    feed = data.TripletFeed(train, triplets_per_batch=2, steps_per_epoch=2, preprocessing=prep, timeout=60.0)
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+    model.compile(optimizer="sgd", loss=lambda y, e: keras.ops.mean(keras.ops.square(e)))
+    labels = train.labels
+    mined_epochs = []
+
+    class Mine(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            embeddings = self.model.predict(data.eval_dataset(train, prep, batch_size=16), verbose=0)
+            assert len(embeddings) == len(train) - 1  # the corrupt image is left out
+            rng = np.random.default_rng(epoch)
+            anchors = rng.permutation(len(train))[:6]
+            triplets = [
+                (a, rng.choice(np.flatnonzero((labels == labels[a]) & (np.arange(len(train)) != a))),
+                 rng.choice(np.flatnonzero(labels != labels[a])))
+                for a in anchors
+            ]
+            feed.set_triplets(np.array(triplets), epoch=epoch)
+            mined_epochs.append(epoch)
+
+    start = time.perf_counter()
+    history = model.fit(
+        feed.dataset(epochs=3), steps_per_epoch=feed.steps_per_epoch, epochs=3, callbacks=[Mine()], verbose=0
+    )
+    assert mined_epochs == [0, 1, 2] and np.isfinite(history.history["loss"]).all()
+    assert time.perf_counter() - start < 30, "the prefetcher must not wait for a 4th epoch"
+
+
+def test_closing_the_feed_releases_a_waiting_prefetcher():
+    sampler = data.TripletSampler(num_rows=10, triplets_per_batch=1, steps_per_epoch=1, timeout=30.0)
+    threading.Timer(0.1, sampler.close).start()
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match="closed while epoch 0 waited"):
+        sampler.batch_rows(0)
+    assert time.perf_counter() - start < 10
