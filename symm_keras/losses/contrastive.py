@@ -15,7 +15,7 @@ from keras import ops
 
 from symm_keras.losses._validation import check_nonnegative
 from symm_keras.losses.base import EmbeddingLoss, as_float, register
-from symm_keras.ops.distances import pairwise_distances, pairwise_squared_distances
+from symm_keras.ops.distances import pairwise_squared_distances, safe_sqrt
 from symm_keras.ops.labels import flatten_labels, negative_mask, positive_mask
 from symm_keras.ops.reductions import masked_count
 
@@ -35,7 +35,7 @@ def contrastive_loss(y_true, y_pred, margin=1.0):
     labels = flatten_labels(y_true, y_pred)
     x = as_float(y_pred)
     d2 = pairwise_squared_distances(x)
-    d = pairwise_distances(x)
+    d = safe_sqrt(d2)
     positive = ops.cast(positive_mask(labels), x.dtype)
     negative = ops.cast(negative_mask(labels), x.dtype)
     per_pair = positive * d2 + negative * ops.square(ops.relu(margin - d))
