@@ -56,7 +56,7 @@ def prepare(
     index.check_files()
     corrupt = ()
     if check != "exist":
-        result = check_images(index, on_corrupt=on_corrupt, thorough=check == "decode")
+        result = check_images(index, on_corrupt=on_corrupt, thorough=check == "decode", progress=progress)
         corrupt = result.corrupt_paths
         index = index.subset(result.ok)
     relative = np.array([os.path.relpath(p, root) for p in index.full_paths()], dtype=str)

@@ -12,9 +12,10 @@ published size and SHA-256 (as listed by OpenVINO's Open Model Zoo,
 and then read back to check every Inception v1 variable is present with its
 expected shape. Offline, the error says which file to place where by hand.
 
-BVLC Caffe GoogLeNet weights are a ``.caffemodel``; export them to ``.npz`` with
-pycaffe (``symm_keras/models/caffe_weights.py``) and place
-``bvlc_googlenet.npz`` in the same directory.
+``googlenet_caffe``: BVLC's ``bvlc_googlenet.caffemodel`` (same resume and
+size/SHA-256 checks, values from Open Model Zoo ``googlenet-v1/model.yml``),
+decoded without Caffe and written as ``DEST/bvlc_googlenet.npz`` (the file
+``weights="imagenet"`` looks for), then read back to check all 57 convolutions.
 """
 
 import os
@@ -32,15 +33,23 @@ WEIGHTS = {
         extract=True,
         note="TF-slim Inception v1 ImageNet checkpoint (tensorflow/models research/slim README)",
     ),
+    "googlenet_caffe": RemoteFile(
+        name="bvlc_googlenet.caffemodel",
+        urls=("http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel",),
+        size=53533754,
+        sha256="6f7101e3a2183738a7125a0c5021ba82a1feb4228c5ca0924d991b6daf6f6fad",
+        extract=False,
+        note="BVLC GoogLeNet ImageNet weights (BVLC/caffe models/bvlc_googlenet)",
+    ),
 }
-CHECKPOINTS = {"inception_v1": "inception_v1.ckpt"}
+CHECKPOINTS = {"inception_v1": "inception_v1.ckpt", "googlenet_caffe": "bvlc_googlenet.npz"}
 
 
 def fetch_weights(model, dest, mirror=None, timeout=60.0, progress=True, keep_archive=False, remote=None, verify=True):
     """Download, verify, unpack and check the ImageNet weights of ``model``; return the checkpoint path.
 
     Args:
-        model: ``"inception_v1"``.
+        model: ``"inception_v1"`` or ``"googlenet_caffe"``.
         dest: directory to place the checkpoint in.
         mirror: base URL tried first (``mirror/<archive name>``).
         timeout: socket timeout in seconds.
@@ -53,6 +62,8 @@ def fetch_weights(model, dest, mirror=None, timeout=60.0, progress=True, keep_ar
         raise ValueError(f"--model must be one of {sorted(WEIGHTS)}, got {model!r}.")
     remote = remote or WEIGHTS[model]
     checkpoint = os.path.join(dest, CHECKPOINTS[model])
+    if model == "googlenet_caffe":
+        return _fetch_caffe(remote, dest, checkpoint, mirror, timeout, progress, keep_archive, verify)
     if not (os.path.exists(checkpoint) or os.path.exists(checkpoint + ".index")):
         archive = download_file(remote, dest, mirror=mirror, timeout=timeout, progress=progress)
         extract_archive(archive, dest, progress=progress)
@@ -63,6 +74,22 @@ def fetch_weights(model, dest, mirror=None, timeout=60.0, progress=True, keep_ar
     if verify:
         check_checkpoint(checkpoint)
     return checkpoint
+
+
+def _fetch_caffe(remote, dest, npz_path, mirror, timeout, progress, keep_archive, verify):
+    from symm_keras.models.caffe_weights import read_caffe_googlenet_weights
+    from symm_keras.models.caffemodel import caffemodel_to_npz
+
+    if not os.path.exists(npz_path):
+        caffemodel = download_file(remote, dest, mirror=mirror, timeout=timeout, progress=progress)
+        caffemodel_to_npz(caffemodel, npz_path + ".tmp.npz")
+        read_caffe_googlenet_weights(npz_path + ".tmp.npz")  # all 57 convolutions with their shapes
+        os.replace(npz_path + ".tmp.npz", npz_path)
+        if not keep_archive:
+            os.remove(caffemodel)
+    elif verify:
+        read_caffe_googlenet_weights(npz_path)
+    return npz_path
 
 
 def check_checkpoint(checkpoint):
@@ -87,7 +114,7 @@ def _define_flags():
     flags.DEFINE_string("mirror", None, "Base URL tried first (mirror/<archive name>).")
     flags.DEFINE_float("timeout", 60.0, "Socket timeout in seconds.")
     flags.DEFINE_bool("progress", True, "Show tqdm progress bars.")
-    flags.DEFINE_bool("keep_archive", False, "Keep the .tar.gz after unpacking.")
+    flags.DEFINE_bool("keep_archive", False, "Keep the downloaded .tar.gz/.caffemodel after unpacking/converting.")
     flags.mark_flags_as_required(["dest"])
 
 

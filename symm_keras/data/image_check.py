@@ -72,7 +72,7 @@ def looks_truncated(path):
     return not head.startswith((b"GIF87a", b"GIF89a", b"BM"))
 
 
-def check_images(index, on_corrupt="skip", thorough=True, num_parallel_calls=tf.data.AUTOTUNE):
+def check_images(index, on_corrupt="skip", thorough=True, num_parallel_calls=tf.data.AUTOTUNE, progress=False):
     """Check that the images of ``index`` decode (missing files are checked first).
 
     Args:
@@ -82,6 +82,7 @@ def check_images(index, on_corrupt="skip", thorough=True, num_parallel_calls=tf.
         thorough: decode every image (``True``), or only those that
             :func:`looks_truncated` flags (``False``: seconds for SOP, catches
             truncated files only).
+        progress: show a tqdm bar over the decoded images.
 
     Returns:
         :class:`ImageCheck`.
@@ -104,8 +105,17 @@ def check_images(index, on_corrupt="skip", thorough=True, num_parallel_calls=tf.
     decoded = rows.map(
         lambda row, path: (row, _decodes(path)), num_parallel_calls=num_parallel_calls, deterministic=False
     ).ignore_errors()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(suspects), desc="decode check", unit="img", leave=False)
     for row, fine in decoded.as_numpy_iterator():
         ok[row] = fine
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     corrupt = tuple(index.paths[~ok].tolist())
     if corrupt:
         if on_corrupt == "fail":
