@@ -6,10 +6,12 @@
   ``available_backbones()`` — GoogLeNet (BVLC Caffe layout, TF-slim Inception v1) and
   ``keras.applications`` models by name.
 * ``with_lr_multipliers(optimizer, head_lr_multipliers(10.0))`` — 10× learning rate for the head.
-* ``load_slim_inception_v1_checkpoint`` / ``load_caffe_googlenet_weights`` — ImageNet weights.
+* ``load_slim_inception_v1_checkpoint`` / ``load_caffe_googlenet_weights`` — ImageNet weights
+  (TF-slim checkpoint; BVLC ``.caffemodel`` decoded without Caffe, or its ``.npz``/``.mat`` export).
 """
 
 from symm_keras.models.caffe_weights import load_caffe_googlenet_weights, save_caffe_googlenet_npz
+from symm_keras.models.caffemodel import caffemodel_to_npz, read_caffemodel
 from symm_keras.models.embedding import EmbeddingHead, build_embedding_model, head_lr_multipliers
 from symm_keras.models.googlenet_caffe import googlenet_caffe
 from symm_keras.models.googlenet_layers import CaffeMaxPooling2D, LocalResponseNormalization

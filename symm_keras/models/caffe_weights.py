@@ -1,6 +1,10 @@
-"""Load BVLC Caffe GoogLeNet ImageNet weights, exported to numpy, into ``googlenet_caffe()``.
+"""Load BVLC Caffe GoogLeNet ImageNet weights into ``googlenet_caffe()``.
 
-Two numpy exports of ``bvlc_googlenet.caffemodel`` are read:
+Three forms of ``bvlc_googlenet.caffemodel`` are read:
+
+* the ``.caffemodel`` itself, decoded without Caffe (``caffemodel.read_caffemodel``);
+  ``python -m data_prep.weights --model googlenet_caffe --dest DIR`` downloads
+  it and writes ``DIR/bvlc_googlenet.npz``;
 
 * ``.npz`` with ``"<caffe layer>/weights"`` ``(out, in, kh, kw)`` and
   ``"<caffe layer>/biases"`` ``(out,)`` per convolution, e.g.
@@ -26,23 +30,31 @@ import os
 
 import numpy as np
 
+from symm_keras.models.caffemodel import read_caffemodel
 from symm_keras.models.googlenet_caffe import caffe_conv_shapes, keras_name
 
 CAFFEMODEL_URL = "http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel"
 HOW_TO_GET = (
-    "BVLC GoogLeNet weights are distributed as a Caffe model "
-    f"({CAFFEMODEL_URL}); export them to numpy with pycaffe "
-    "(see symm_keras/models/caffe_weights.py or docs/models.md) and pass weights='PATH.npz' "
-    "(or the Symm/HDML 'tf_ckpt_from_caffe.mat'), or put bvlc_googlenet.npz in $SYMM_KERAS_WEIGHTS."
+    "Download and convert the BVLC GoogLeNet weights with\n"
+    "    python -m data_prep.weights --model googlenet_caffe --dest DIR\n"
+    f"(needs internet: it fetches {CAFFEMODEL_URL} and writes DIR/bvlc_googlenet.npz), then pass "
+    "weights='DIR/bvlc_googlenet.npz' (a .caffemodel or the Symm/HDML 'tf_ckpt_from_caffe.mat' work too) "
+    "or set SYMM_KERAS_WEIGHTS=DIR and use weights='imagenet'."
 )
 
 
 def read_caffe_googlenet_weights(path):
-    """``{caffe layer: (kernel (kh, kw, in, out), bias (out,))}`` from a ``.npz`` or ``.mat`` export."""
+    """``{caffe layer: (kernel (kh, kw, in, out), bias (out,))}`` from a ``.caffemodel``, ``.npz`` or ``.mat``."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"Caffe GoogLeNet weights not found: {path}\n{HOW_TO_GET}")
-    if path.endswith(".mat"):
+    if path.endswith(".caffemodel"):
+        arrays = {}
+        for layer, blobs in read_caffemodel(path).items():
+            arrays[f"{layer}/weights"] = blobs[0]
+            arrays[f"{layer}/biases"] = blobs[1] if len(blobs) > 1 else None
+        kernel_key, bias_key = "{}/weights", "{}/biases"
+    elif path.endswith(".mat"):
         import scipy.io
 
         arrays = {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
@@ -52,7 +64,7 @@ def read_caffe_googlenet_weights(path):
             arrays = {k: data[k] for k in data.files}
         kernel_key, bias_key = "{}/weights", "{}/biases"
     else:
-        raise ValueError(f"Caffe GoogLeNet weights must be a .npz or .mat export, got {path}\n{HOW_TO_GET}")
+        raise ValueError(f"Caffe GoogLeNet weights must be a .caffemodel, .npz or .mat file, got {path}\n{HOW_TO_GET}")
     expected = caffe_conv_shapes()
     weights, missing, wrong = {}, [], []
     for layer, caffe_shape in expected.items():

@@ -97,11 +97,11 @@ def test_missing_layer_and_bad_shape(tmp_path, rng):
 def test_missing_file_and_format(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="bvlc_googlenet.caffemodel"):
         read_caffe_googlenet_weights(tmp_path / "none.npz")
-    (tmp_path / "w.caffemodel").write_bytes(b"\x00")
-    with pytest.raises(ValueError, match=".npz or .mat"):
-        read_caffe_googlenet_weights(tmp_path / "w.caffemodel")
+    (tmp_path / "w.pkl").write_bytes(b"\x00")
+    with pytest.raises(ValueError, match=".caffemodel, .npz or .mat"):
+        read_caffe_googlenet_weights(tmp_path / "w.pkl")
     monkeypatch.setenv("SYMM_KERAS_WEIGHTS", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="export them to numpy"):
+    with pytest.raises(FileNotFoundError, match="data_prep.weights --model googlenet_caffe"):
         build_backbone("googlenet_caffe", weights="imagenet", input_size=64)
 
 

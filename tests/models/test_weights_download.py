@@ -126,3 +126,31 @@ def test_command_line_offline(tmp_path):
     )
     assert result.returncode == 1, result.stderr
     assert "no internet?" in result.stderr and "place it at" in result.stderr
+
+
+def test_googlenet_caffe_download_and_convert(tmp_path):
+    """bvlc_googlenet.caffemodel (served locally, protobuf-serialised) → DEST/bvlc_googlenet.npz, checked."""
+    from tests.models.test_caffemodel import googlenet_blobs, write_caffemodel
+
+    root = tmp_path / "server"
+    root.mkdir()
+    blobs = googlenet_blobs(np.random.default_rng(0))
+    data = write_caffemodel(root / "bvlc_googlenet.caffemodel", blobs, legacy=True).read_bytes()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(RangeHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        remote = dataclasses.replace(
+            WEIGHTS["googlenet_caffe"],
+            urls=(f"http://127.0.0.1:{server.server_port}/bvlc_googlenet.caffemodel",),
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+        dest = tmp_path / "weights"
+        path = fetch_weights("googlenet_caffe", dest, remote=remote, progress=False)
+    finally:
+        server.shutdown()
+    assert path == os.path.join(dest, "bvlc_googlenet.npz")
+    assert not os.path.exists(dest / "bvlc_googlenet.caffemodel")
+    with np.load(path) as npz:
+        np.testing.assert_array_equal(npz["inception_4a/3x3/weights"], blobs["inception_4a/3x3"][0])
+    assert WEIGHTS["googlenet_caffe"].size == 53533754 and not WEIGHTS["googlenet_caffe"].extract
