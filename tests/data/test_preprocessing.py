@@ -93,3 +93,37 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="crop_size must be a positive int"):
         data.ImagePreprocessing(crop_size=0)
     assert data.ImagePreprocessing(**data.ImagePreprocessing(mode="torch").get_config()).mode == "torch"
+
+
+def _bilinear_oracle(image, out_h, out_w):
+    """Half-pixel-centre bilinear resize written out in float64 loops (the papers' 256×256 resize)."""
+    image = image.astype(np.float64)
+    in_h, in_w = image.shape[:2]
+    out = np.zeros((out_h, out_w, image.shape[2]))
+    for i in range(out_h):
+        y = (i + 0.5) * in_h / out_h - 0.5
+        y0 = int(np.floor(y))
+        wy = y - y0
+        y_lo, y_hi = min(max(y0, 0), in_h - 1), min(max(y0 + 1, 0), in_h - 1)
+        for j in range(out_w):
+            x = (j + 0.5) * in_w / out_w - 0.5
+            x0 = int(np.floor(x))
+            wx = x - x0
+            x_lo, x_hi = min(max(x0, 0), in_w - 1), min(max(x0 + 1, 0), in_w - 1)
+            top = image[y_lo, x_lo] * (1 - wx) + image[y_lo, x_hi] * wx
+            bottom = image[y_hi, x_lo] * (1 - wx) + image[y_hi, x_hi] * wx
+            out[i, j] = top * (1 - wy) + bottom * wy
+    return out
+
+
+@pytest.mark.parametrize("shape", [(40, 60), (70, 30)])  # downscale one side, upscale the other
+def test_test_transform_matches_a_float64_oracle_with_caffe_normalisation(shape):
+    pixels = _gradient(*shape)
+    prep = data.ImagePreprocessing(crop_size=40, resize=48, mode="caffe")
+    out = prep.test_image(_png_bytes(pixels)).numpy()
+    expected = _bilinear_oracle(pixels, 48, 48)[4:44, 4:44][..., ::-1] - np.array(CAFFE_MEAN)
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    np.testing.assert_allclose(out, expected, atol=2e-3)
+
+
+CAFFE_MEAN = (103.939, 116.779, 123.68)
