@@ -6,4 +6,6 @@
   image, write the DML split index, optional TFRecord shards (:mod:`data_prep.prepare`).
 * ``python -m data_prep.tfds_export --dataset ... --root DIR``: the TFDS route
   (:mod:`data_prep.tfds_export`).
+* ``python -m data_prep.weights --model ...``: ImageNet backbone weights (:mod:`data_prep.weights`),
+  fetched with the same resumable, verified download helpers.
 """
