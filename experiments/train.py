@@ -108,7 +108,7 @@ def method_defaults(method, dataset):
     if dataset == "digits":
         return ExperimentConfig(
             name=f"{method}_digits", dataset="digits", method=method, backbone="mlp", backbone_weights=None,
-            embedding_dim=32, input_size=64, classes_per_batch=5, images_per_class=2, lr=1e-3,
+            embedding_dim=32, input_size=64, classes_per_batch=5, images_per_class=2, lr=1e-4,
             head_lr_multiplier=1.0, steps=300, eval_every=100, checkpoint_every=100,
             l2_normalize=method in ("triplet", "semihard", "lifted", "symm_triplet", "symm_semihard", "symm_lifted"),
             notes="offline demo settings (no paper row)",

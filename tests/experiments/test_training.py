@@ -45,7 +45,7 @@ def test_tensorboard_scalars_images_and_projector(finished_run):
     train_events = read_events(os.path.join(logdir, "train"))
     assert [s for s, _ in train_events["loss"]] == [5, 10, 15, 20, 25, 30]
     assert np.isfinite([float(v) for _, v in train_events["loss"]]).all()
-    assert float(train_events["learning_rate"][-1][1]) == pytest.approx(1e-3)
+    assert float(train_events["learning_rate"][-1][1]) == pytest.approx(1e-4)
     eval_events = read_events(os.path.join(logdir, "eval"))
     for tag in ("recall@1", "recall@8", "nmi", "f1", "map@r", "r_precision"):
         assert [s for s, _ in eval_events[tag]] == [0, 10, 20, 30], tag
