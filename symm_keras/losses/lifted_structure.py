@@ -22,6 +22,13 @@ from symm_keras.ops.labels import flatten_labels, negative_mask, positive_mask
 from symm_keras.ops.reductions import masked_any, masked_count, masked_logsumexp
 
 
+def _logaddexp(a, b):
+    """``log(e^a + e^b)``, stable; written out because the JAX backend's
+    ``ops.logaddexp`` loses precision in float64 (relative error ~1e-8)."""
+    high = ops.maximum(a, b)
+    return high + ops.log1p(ops.exp(-ops.abs(a - b)))
+
+
 def lifted_structure_loss(y_true, y_pred, margin=1.0):
     """Lifted structured loss of Symm eq. 5.
 
@@ -42,7 +49,7 @@ def lifted_structure_loss(y_true, y_pred, margin=1.0):
     # Per row: log Σ_{k negative of i} exp(m − D_ik).
     row_lse = masked_logsumexp(margin - d, negative, axis=1)
     has_negative = masked_any(negative, axis=1)
-    j = ops.logaddexp(ops.expand_dims(row_lse, 1), ops.expand_dims(row_lse, 0)) + d
+    j = _logaddexp(ops.expand_dims(row_lse, 1), ops.expand_dims(row_lse, 0)) + d
     # Both members of a positive pair share the same negatives.
     counted = ops.logical_and(positive, ops.expand_dims(has_negative, 1))
     per_pair = ops.square(ops.relu(j))
