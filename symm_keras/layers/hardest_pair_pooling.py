@@ -1,8 +1,8 @@
 """``HardestPairPooling`` layer: hardest negative pair per class pair (Symm §3.2).
 
 For a P×2 batch it builds the four point sets ``A, P, A', P'`` (originals and
-their mirror images, eq. 1–2), computes all their similarities with ONE
-matrix product and reduces, for every pair of classes ``(i, k)``, over the
+their mirror images, eq. 1–2), gets all their similarities from ONE matrix
+product (:func:`symm_keras.ops.pooling.synthesis_gram`) and reduces, for every pair of classes ``(i, k)``, over the
 candidate pairs: max similarity (``metric="similarity"``, eq. 8) or min
 (squared) Euclidean distance (eq. 4, 6). See :mod:`symm_keras.ops.pooling`
 for the 16 ``"paper"`` and 6 ``"official"`` candidate pairs and ``top_k``.
@@ -20,11 +20,12 @@ from symm_keras.ops.labels import flatten_labels
 from symm_keras.ops.pooling import (
     METRICS,
     check_top_k,
-    hardest_pair_pooling,
+    pool_gram,
     set_pairs_for,
+    symm_pk_batch,
     synthetic_selection_counts,
 )
-from symm_keras.ops.synthesis import check_synthesis_args, synthesize_pk_batch
+from symm_keras.ops.synthesis import check_synthesis_args
 
 
 @keras.saving.register_keras_serializable(package="symm_keras")
@@ -66,7 +67,7 @@ class HardestPairPooling(keras.layers.Layer):
 
     def call(self, embeddings, labels):
         labels = flatten_labels(labels, embeddings)
-        sets, _, _ = synthesize_pk_batch(
+        batch = symm_pk_batch(
             labels,
             embeddings,
             alpha=self.alpha,
@@ -74,7 +75,7 @@ class HardestPairPooling(keras.layers.Layer):
             formula=self.formula,
             force_norm=self.force_norm,
         )
-        pooled, selection = hardest_pair_pooling(sets, metric=self.metric, pairs=self.pairs, top_k=self.top_k)
+        pooled, selection = pool_gram(batch.gram, metric=self.metric, pairs=self.pairs, top_k=self.top_k)
         if self.return_selection:
             return pooled, synthetic_selection_counts(selection, self.pairs)
         return pooled

@@ -35,9 +35,9 @@ from symm_keras.losses.base import EmbeddingLoss, as_float, register
 from symm_keras.losses.npair import pair_l2_regularizer
 from symm_keras.losses.symm_npair import check_symm_pairs
 from symm_keras.ops.labels import flatten_labels
-from symm_keras.ops.pooling import PAPER_PAIRS, gather_set_pairs, pool_hardest, stacked_gram
+from symm_keras.ops.pooling import PAPER_PAIRS, gather_set_pairs, pool_hardest, symm_pk_batch
 from symm_keras.ops.softmax_pairs import npair_cross_entropy
-from symm_keras.ops.synthesis import check_synthesis_args, class_pair_negatives, synthesize_pk_batch
+from symm_keras.ops.synthesis import check_synthesis_args, class_pair_negatives
 
 # eq. 10: unordered pairs {p, q} of class-i sets × negative set r (24 triplets).
 PAPER_TRIPLETS = tuple(
@@ -51,12 +51,16 @@ def _take_last(x, index):
     return ops.take(x, ops.convert_to_tensor(index, dtype="int32"), axis=-1)
 
 
-def symm_angular_logits(sets, alpha=45.0, pairs="official", top_k=1):
-    """``(positive_logits (N,), negative_logits (N, N[, top_k]))`` of Symm + angular."""
+def symm_angular_logits(gram, alpha=45.0, pairs="official", top_k=1):
+    """``(positive_logits (N,), negative_logits (N, N[, top_k]))`` of Symm + angular.
+
+    ``gram`` is the ``(4, N, 4, N)`` Gram tensor of ``A, P, A', P'``
+    (:func:`symm_keras.ops.pooling.synthesis_gram`).
+    """
     t = _tan_squared(alpha)
     c_p, c_n = 2.0 * (1.0 + t), 4.0 * t
     # dots[i, k, 4s + u] = z_{s,i} · z_{u,k}, from one matrix product.
-    dots = gather_set_pairs(stacked_gram(sets), PAPER_PAIRS)
+    dots = gather_set_pairs(gram, PAPER_PAIRS)
     if pairs == "official":
         xy = _take_last(dots, [4 * s + u for s, u in OFFICIAL_ORDERED_PAIRS])
         yy = _take_last(dots, [5 * u for _, u in OFFICIAL_ORDERED_PAIRS])
@@ -68,7 +72,7 @@ def symm_angular_logits(sets, alpha=45.0, pairs="official", top_k=1):
     first = _take_last(dots, [4 * p + r for p, _, r in PAPER_TRIPLETS])
     second = _take_last(dots, [4 * q + r for _, q, r in PAPER_TRIPLETS])
     negatives, _ = pool_hardest(c_n * (first + second), hardest="max", top_k=top_k)
-    positive = c_p * ops.sum(sets[0] * sets[1], axis=-1)
+    positive = c_p * ops.diagonal(dots[:, :, 1])  # a_i · p_i
     return positive, negatives
 
 
@@ -103,13 +107,12 @@ def symm_angular_loss(
     check_synthesis_args(alpha, beta, formula, force_norm)
     labels = flatten_labels(y_true, y_pred)
     x = as_float(y_pred)
-    sets, pair_labels, pair_valid = synthesize_pk_batch(
-        labels, x, alpha=alpha, beta=beta, formula=formula, force_norm=force_norm
-    )
-    positive, negative = symm_angular_logits(sets, alpha=angle, pairs=pairs, top_k=top_k)
+    batch = symm_pk_batch(labels, x, alpha=alpha, beta=beta, formula=formula, force_norm=force_norm)
+    pair_labels, pair_valid = batch.pair_labels, batch.pair_valid
+    positive, negative = symm_angular_logits(batch.gram, alpha=angle, pairs=pairs, top_k=top_k)
     negatives = class_pair_negatives(pair_labels, pair_valid)
     loss = npair_cross_entropy(positive, negative, negatives, anchor_mask=pair_valid)
-    return loss + pair_l2_regularizer(sets[0], sets[1], l2_reg)
+    return loss + pair_l2_regularizer(batch.anchors, batch.positives, l2_reg)
 
 
 @register

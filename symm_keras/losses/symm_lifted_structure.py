@@ -26,9 +26,9 @@ from symm_keras.losses._validation import check_nonnegative
 from symm_keras.losses.base import EmbeddingLoss, as_float, register
 from symm_keras.ops.distances import safe_sqrt
 from symm_keras.ops.labels import flatten_labels
-from symm_keras.ops.pooling import check_top_k, hardest_pair_pooling
+from symm_keras.ops.pooling import check_top_k, pool_gram, symm_pk_batch
 from symm_keras.ops.reductions import masked_any, masked_logsumexp
-from symm_keras.ops.synthesis import check_synthesis_args, class_pair_negatives, synthesize_pk_batch
+from symm_keras.ops.synthesis import check_synthesis_args, class_pair_negatives
 
 IMAGES_PER_CLASS = 2
 
@@ -58,11 +58,10 @@ def symm_lifted_structure_loss(
     check_top_k(top_k)
     labels = flatten_labels(y_true, y_pred)
     x = as_float(y_pred)
-    sets, pair_labels, pair_valid = synthesize_pk_batch(
-        labels, x, alpha=alpha, beta=beta, formula=formula, force_norm=force_norm
-    )
-    pooled, _ = hardest_pair_pooling(sets, metric="euclidean", pairs="paper", top_k=top_k)
-    d_ij = safe_sqrt(ops.sum(ops.square(sets[0] - sets[1]), axis=-1))
+    batch = symm_pk_batch(labels, x, alpha=alpha, beta=beta, formula=formula, force_norm=force_norm)
+    pair_labels, pair_valid = batch.pair_labels, batch.pair_valid
+    pooled, _ = pool_gram(batch.gram, metric="euclidean", pairs="paper", top_k=top_k)
+    d_ij = safe_sqrt(ops.sum(ops.square(batch.anchors - batch.positives), axis=-1))
     negatives = class_pair_negatives(pair_labels, pair_valid)
     n = ops.shape(pooled)[0]
     if top_k > 1:

@@ -32,9 +32,9 @@ from symm_keras.losses._validation import check_choice, check_nonnegative
 from symm_keras.losses.base import EmbeddingLoss, as_float, register
 from symm_keras.losses.npair import pair_l2_regularizer
 from symm_keras.ops.labels import flatten_labels
-from symm_keras.ops.pooling import PAIR_MODES, check_top_k, hardest_pair_pooling
+from symm_keras.ops.pooling import PAIR_MODES, check_top_k, pool_gram, symm_pk_batch
 from symm_keras.ops.softmax_pairs import npair_cross_entropy
-from symm_keras.ops.synthesis import check_synthesis_args, class_pair_negatives, synthesize_pk_batch
+from symm_keras.ops.synthesis import check_synthesis_args, class_pair_negatives
 
 
 def check_symm_pairs(pairs, top_k):
@@ -76,17 +76,16 @@ def symm_npair_loss(
     check_synthesis_args(alpha, beta, formula, force_norm)
     labels = flatten_labels(y_true, y_pred)
     x = as_float(y_pred)
-    sets, pair_labels, pair_valid = synthesize_pk_batch(
-        labels, x, alpha=alpha, beta=beta, formula=formula, force_norm=force_norm
-    )
-    pooled, _ = hardest_pair_pooling(sets, metric="similarity", pairs=pairs, top_k=top_k)
+    batch = symm_pk_batch(labels, x, alpha=alpha, beta=beta, formula=formula, force_norm=force_norm)
+    pair_labels, pair_valid = batch.pair_labels, batch.pair_valid
+    pooled, _ = pool_gram(batch.gram, metric="similarity", pairs=pairs, top_k=top_k)
     if pairs == "official":
         positive = ops.diagonal(pooled)
     else:
-        positive = ops.sum(sets[0] * sets[1], axis=-1)
+        positive = ops.sum(batch.anchors * batch.positives, axis=-1)
     negatives = class_pair_negatives(pair_labels, pair_valid)
     loss = npair_cross_entropy(positive, pooled, negatives, anchor_mask=pair_valid)
-    return loss + pair_l2_regularizer(sets[0], sets[1], l2_reg)
+    return loss + pair_l2_regularizer(batch.anchors, batch.positives, l2_reg)
 
 
 @register

@@ -27,9 +27,9 @@ from symm_keras.losses._validation import check_choice, check_nonnegative
 from symm_keras.losses.base import EmbeddingLoss, as_float, register
 from symm_keras.ops.distances import safe_sqrt
 from symm_keras.ops.labels import flatten_labels
-from symm_keras.ops.pooling import check_top_k, hardest_pair_pooling
+from symm_keras.ops.pooling import check_top_k, pool_gram, symm_pk_batch
 from symm_keras.ops.reductions import masked_any, masked_max, masked_min
-from symm_keras.ops.synthesis import check_synthesis_args, class_pair_negatives, synthesize_pk_batch
+from symm_keras.ops.synthesis import check_synthesis_args, class_pair_negatives
 
 SYMM_DISTANCE_METRICS = {"L2": "euclidean", "squared-L2": "squared_euclidean"}
 
@@ -62,12 +62,11 @@ def symm_semihard_triplet_loss(
     check_top_k(top_k)
     labels = flatten_labels(y_true, y_pred)
     x = as_float(y_pred)
-    sets, pair_labels, pair_valid = synthesize_pk_batch(
-        labels, x, alpha=alpha, beta=beta, formula=formula, force_norm=force_norm
-    )
+    batch = symm_pk_batch(labels, x, alpha=alpha, beta=beta, formula=formula, force_norm=force_norm)
+    pair_labels, pair_valid = batch.pair_labels, batch.pair_valid
     metric = SYMM_DISTANCE_METRICS[distance_metric]
-    pooled, _ = hardest_pair_pooling(sets, metric=metric, pairs="paper", top_k=top_k)
-    d2_ap = ops.sum(ops.square(sets[0] - sets[1]), axis=-1)
+    pooled, _ = pool_gram(batch.gram, metric=metric, pairs="paper", top_k=top_k)
+    d2_ap = ops.sum(ops.square(batch.anchors - batch.positives), axis=-1)
     if metric == "euclidean":
         d_ap = safe_sqrt(d2_ap)
     else:

@@ -22,8 +22,8 @@ from keras import ops
 from symm_keras.losses._validation import check_choice, check_nonnegative
 from symm_keras.losses.base import EmbeddingLoss, as_float, register
 from symm_keras.ops.labels import flatten_labels
-from symm_keras.ops.pooling import check_top_k, hardest_pair_pooling
-from symm_keras.ops.synthesis import check_synthesis_args, class_pair_negatives, synthesize_pk_batch
+from symm_keras.ops.pooling import check_top_k, pool_gram, symm_pk_batch
+from symm_keras.ops.synthesis import check_synthesis_args, class_pair_negatives
 
 TRIPLET_AVERAGES = ("pairs", "triplets")
 IMAGES_PER_CLASS = 2
@@ -57,11 +57,10 @@ def symm_triplet_loss(
     check_top_k(top_k)
     labels = flatten_labels(y_true, y_pred)
     x = as_float(y_pred)
-    sets, pair_labels, pair_valid = synthesize_pk_batch(
-        labels, x, alpha=alpha, beta=beta, formula=formula, force_norm=force_norm
-    )
-    positive_d2 = ops.sum(ops.square(sets[0] - sets[1]), axis=-1)
-    pooled, _ = hardest_pair_pooling(sets, metric="squared_euclidean", pairs="paper", top_k=top_k)
+    batch = symm_pk_batch(labels, x, alpha=alpha, beta=beta, formula=formula, force_norm=force_norm)
+    pair_labels, pair_valid = batch.pair_labels, batch.pair_valid
+    positive_d2 = ops.sum(ops.square(batch.anchors - batch.positives), axis=-1)
+    pooled, _ = pool_gram(batch.gram, metric="squared_euclidean", pairs="paper", top_k=top_k)
     negatives = class_pair_negatives(pair_labels, pair_valid)
     if top_k > 1:
         positive_d2 = ops.expand_dims(positive_d2, -1)

@@ -23,8 +23,8 @@ from keras import ops
 
 from symm_keras.losses.base import as_float
 from symm_keras.ops.labels import flatten_labels
-from symm_keras.ops.pooling import METRICS, hardest_pair_pooling, set_pairs_for, synthetic_selection_counts
-from symm_keras.ops.synthesis import check_synthesis_args, class_pair_negatives, synthesize_pk_batch
+from symm_keras.ops.pooling import METRICS, pool_gram, set_pairs_for, symm_pk_batch, synthetic_selection_counts
+from symm_keras.ops.synthesis import check_synthesis_args, class_pair_negatives
 
 COUNTS = ("both", "negative")
 
@@ -72,10 +72,11 @@ class SyntheticHardPairRatio(keras.metrics.Metric):
         """Add one batch's counts; ``sample_weight`` is not meaningful per pair and is ignored."""
         labels = flatten_labels(y_true, y_pred)
         x = ops.cast(as_float(y_pred), "float32")
-        sets, pair_labels, pair_valid = synthesize_pk_batch(
+        batch = symm_pk_batch(
             labels, x, alpha=self.alpha, beta=self.beta, formula=self.formula, force_norm=self.force_norm
         )
-        _, selection = hardest_pair_pooling(sets, metric=self.metric, pairs=self.pairs, top_k=1)
+        pair_labels, pair_valid = batch.pair_labels, batch.pair_valid
+        _, selection = pool_gram(batch.gram, metric=self.metric, pairs=self.pairs, top_k=1)
         synthetic = ops.cast(synthetic_selection_counts(selection, self.pairs, self.count), "float32")
         negatives = ops.cast(class_pair_negatives(pair_labels, pair_valid), "float32")
         points_per_pair = 2.0 if self.count == "both" else 1.0

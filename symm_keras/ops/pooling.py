@@ -8,9 +8,18 @@ sets* in this order::
     set 0 = A (original)   set 1 = P (original)
     set 2 = A' (synthetic) set 3 = P' (synthetic)
 
-and ONE matrix product of the stacked ``(4N, D)`` points with themselves gives
-every similarity needed by every Symm loss, viewed as the Gram tensor
-``G[s, i, t, k] = z_{s,i} · z_{t,k}`` of shape ``(4, N, 4, N)``.
+and every similarity needed by every Symm loss is the Gram tensor
+``G[s, i, t, k] = z_{s,i} · z_{t,k}`` of shape ``(4, N, 4, N)``. Two ways to
+get it, both with ONE matrix product:
+
+* :func:`stacked_gram` — the stacked ``(4N, D)`` points times themselves
+  (any four point sets);
+* :func:`synthesis_gram` — the losses' path: the synthetic points are linear
+  combinations of ``a_i`` and ``p_i`` (:func:`symm_keras.ops.synthesis.mirror_coefficients`),
+  so ``G`` follows from the ``(2N, D)`` product of the originals alone plus
+  ``O(N²)`` elementwise work. For a P×2 batch that is the same matrix product
+  as the baseline triplet / lifted losses' pairwise distances (and 4× the
+  N-pair baseline's ``A Pᵀ``), instead of 16× with materialised points.
 
 Pooling then reduces, for each class pair ``(i, k)``, over a list of *set
 pairs* ``(s, t)`` — point ``z_{s,i}`` of class ``i`` against ``z_{t,k}`` of class
@@ -33,7 +42,11 @@ import itertools
 
 from keras import ops
 
+import collections
+
 from symm_keras.ops.distances import safe_sqrt
+from symm_keras.ops.pairs import split_anchor_positive
+from symm_keras.ops.synthesis import mirror_coefficients
 
 SET_NAMES = ("anchor", "positive", "anchor_synthetic", "positive_synthetic")
 SET_IS_SYNTHETIC = (False, False, True, True)
@@ -56,21 +69,57 @@ def stack_point_sets(anchors, positives, anchors_synthetic, positives_synthetic)
     return ops.stack([anchors, positives, anchors_synthetic, positives_synthetic], axis=0)
 
 
-def stacked_gram(point_sets):
-    """``G[s, i, t, k] = z_{s,i} · z_{t,k}`` from one ``(4N, D) × (D, 4N)`` product."""
+def stacked_gram(point_sets, sets=4):
+    """``G[s, i, t, k] = z_{s,i} · z_{t,k}`` from one ``(sN, D) × (D, sN)`` product."""
     n, dim = ops.shape(point_sets)[1], ops.shape(point_sets)[2]
     flat = ops.reshape(point_sets, (-1, dim))
     gram = ops.matmul(flat, ops.transpose(flat))
-    return ops.reshape(gram, (4, n, 4, n))
+    return ops.reshape(gram, (sets, n, sets, n))
 
 
-def gram_to_metric(gram, point_sets, metric):
+def synthesis_gram(anchors, positives, **synthesis_kwargs):
+    """The Gram tensor of ``A, P, A', P'`` from one ``(2N, D) × (D, 2N)`` product.
+
+    ``a'_i`` (``a_i`` mirrored about ``p_i``) and ``p'_i`` are never built:
+    with ``z_{s,i} = W[s,i,0] a_i + W[s,i,1] p_i``,
+    ``G[s,i,t,k] = Σ_{u,v} W[s,i,u] W[t,k,v] B[u,i,v,k]`` where ``B`` is the
+    Gram tensor of ``[A; P]``. Equal (to rounding) to
+    ``stacked_gram(stack_point_sets(a, p, *symmetric_pair_synthesis(a, p)))``.
+    """
+    base = stacked_gram(ops.stack([anchors, positives], axis=0), sets=2)  # (2, N, 2, N)
+    n = ops.shape(base)[1]
+    flat = ops.reshape(base, (2 * n, 2 * n))
+    diag = ops.reshape(ops.diagonal(flat), (2, n))
+    aa, pp = diag[0], diag[1]
+    ap = ops.diagonal(ops.reshape(base[0, :, 1, :], (n, n)))
+    ca_a, ca_p = mirror_coefficients(aa, ap, pp, **synthesis_kwargs)  # a' = ca_a a + ca_p p
+    cp_p, cp_a = mirror_coefficients(pp, ap, aa, **synthesis_kwargs)  # p' = cp_a a + cp_p p
+    one, zero = ops.ones_like(aa), ops.zeros_like(aa)
+    weights = ops.stack(  # (4, N, 2): coefficients on (a_i, p_i) of each set
+        [
+            ops.stack([one, zero], axis=-1),
+            ops.stack([zero, one], axis=-1),
+            ops.stack([ca_a, ca_p], axis=-1),
+            ops.stack([cp_a, cp_p], axis=-1),
+        ],
+        axis=0,
+    )
+    # left[s, i, v, k] = Σ_u W[s, i, u] B[u, i, v, k]
+    b_iuvk = ops.transpose(base, (1, 0, 2, 3))  # (N, 2, 2, N)
+    left = ops.sum(weights[:, :, :, None, None] * b_iuvk[None], axis=2)  # (4, N, 2, N)
+    # G[s, i, t, k] = Σ_v left[s, i, v, k] W[t, k, v]
+    w_tvk = ops.transpose(weights, (0, 2, 1))  # (4, 2, N)
+    return ops.sum(left[:, :, None, :, :] * w_tvk[None, None], axis=3)
+
+
+def gram_to_metric(gram, metric):
     """Turn the Gram tensor into similarities or (squared) Euclidean distances."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
     if metric == "similarity":
         return gram
-    sq = ops.sum(ops.square(point_sets), axis=-1)  # (4, N)
+    n = ops.shape(gram)[1]
+    sq = ops.reshape(ops.diagonal(ops.reshape(gram, (4 * n, 4 * n))), (4, n))  # ‖z_{s,i}‖²
     d2 = sq[:, :, None, None] + sq[None, None, :, :] - 2.0 * gram
     d2 = ops.maximum(d2, 0.0)
     return d2 if metric == "squared_euclidean" else safe_sqrt(d2)
@@ -128,8 +177,19 @@ def synthetic_counts(set_pairs, count="both"):
     return [int(SET_IS_SYNTHETIC[t]) for s, t in set_pairs]
 
 
+def pool_gram(gram, metric="similarity", pairs="paper", top_k=1):
+    """Hardest negative pair of every class pair from the Gram tensor ``(4, N, 4, N)``.
+
+    Same arguments and results as :func:`hardest_pair_pooling`.
+    """
+    set_pairs = set_pairs_for(pairs)
+    candidates = gather_set_pairs(gram_to_metric(gram, metric), set_pairs)
+    hardest = "max" if metric == "similarity" else "min"
+    return pool_hardest(candidates, hardest=hardest, top_k=top_k)
+
+
 def hardest_pair_pooling(point_sets, metric="similarity", pairs="paper", top_k=1):
-    """Hardest negative pair of every class pair, from one matrix product.
+    """Hardest negative pair of every class pair of four point sets, one matrix product.
 
     Args:
         point_sets: ``(4, N, D)`` from :func:`stack_point_sets`.
@@ -145,14 +205,27 @@ def hardest_pair_pooling(point_sets, metric="similarity", pairs="paper", top_k=1
         ``selection`` indexes the chosen pair in ``set_pairs_for(pairs)``.
         The diagonal ``i = k`` pools same-class pairs and is not a negative.
     """
-    set_pairs = set_pairs_for(pairs)
-    scores = gram_to_metric(stacked_gram(point_sets), point_sets, metric)
-    candidates = gather_set_pairs(scores, set_pairs)
-    hardest = "max" if metric == "similarity" else "min"
-    return pool_hardest(candidates, hardest=hardest, top_k=top_k)
+    return pool_gram(stacked_gram(point_sets), metric=metric, pairs=pairs, top_k=top_k)
 
 
 def synthetic_selection_counts(selection, pairs="paper", count="both"):
     """Number of synthetic points in each selected pair (same shape as ``selection``)."""
     table = ops.convert_to_tensor(synthetic_counts(set_pairs_for(pairs), count), dtype="int32")
     return ops.take(table, selection)
+
+
+SymmBatch = collections.namedtuple("SymmBatch", "gram anchors positives pair_labels pair_valid")
+
+
+def symm_pk_batch(labels, embeddings, **synthesis_kwargs):
+    """Pair a P×2 batch by label and return its :class:`SymmBatch`.
+
+    ``gram`` is :func:`synthesis_gram` of the anchors and positives (see
+    :func:`symm_keras.ops.synthesis.synthesize_pk_batch` for the pairing,
+    ``pair_valid`` and the K = 2 requirement).
+    """
+    anchors, positives, pair_labels = split_anchor_positive(labels, embeddings)
+    _, positive_labels, _ = split_anchor_positive(labels, ops.expand_dims(labels, 1))
+    pair_valid = ops.equal(pair_labels, ops.reshape(positive_labels, (-1,)))
+    gram = synthesis_gram(anchors, positives, **synthesis_kwargs)
+    return SymmBatch(gram, anchors, positives, pair_labels, pair_valid)

@@ -73,6 +73,28 @@ def mirror_points(x, axis, alpha=2.0, beta=1.0, formula="paper", force_norm=None
     return synthetic
 
 
+def mirror_coefficients(xx, xy, yy, alpha=2.0, beta=1.0, formula="paper", force_norm=None):
+    """``(c_x, c_y)`` with ``mirror_points(x, y) = c_x x + c_y y`` (row-wise scalars).
+
+    Every synthetic point lies in the plane of ``x`` and its axis ``y``:
+    eq. 1 gives ``r = (x·y / ‖y‖²) y``, so eq. 2 is ``β(1 − α) x + βα (x·y/‖y‖²) y``
+    (released form: ``−β x + βα (x·y/‖y‖²) y``), and norm forcing rescales both
+    coefficients. Computed from ``xx = ‖x‖²``, ``xy = x·y``, ``yy = ‖y‖²`` only,
+    which lets :func:`symm_keras.ops.pooling.synthesis_gram` get every dot
+    product of original and synthetic points without building the points.
+    """
+    check_synthesis_args(alpha, beta, formula, force_norm)
+    ratio = xy / ops.maximum(yy, 1e-24)  # same floor as l2_normalize's ε = 1e-12
+    c_x = (beta * (1.0 - alpha) if formula == "paper" else -beta) * ops.ones_like(ratio)
+    c_y = beta * alpha * ratio
+    if force_norm is not None:
+        norm_sq = c_x * c_x * xx + 2.0 * c_x * c_y * xy + c_y * c_y * yy
+        target_sq = xx if force_norm == "point" else yy
+        scale = ops.sqrt(ops.maximum(target_sq, 1e-24)) / ops.sqrt(ops.maximum(norm_sq, 1e-24))
+        c_x, c_y = c_x * scale, c_y * scale
+    return c_x, c_y
+
+
 def symmetric_pair_synthesis(anchors, positives, **synthesis_kwargs):
     """Both synthetic points of each positive pair ``(a_i, p_i)``.
 

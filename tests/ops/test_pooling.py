@@ -98,6 +98,22 @@ def test_a_synthetic_point_is_selected_when_it_is_the_hardest():
     assert _np(pooled)[0, 1] < np.min(np.linalg.norm(np.stack([a0, p0])[:, None] - np.stack([a1, p1])[None], axis=-1))
 
 
+@pytest.mark.parametrize(
+    "synthesis",
+    [{}, {"alpha": 1.5, "beta": 0.7, "formula": "released", "force_norm": "axis"}, {"alpha": 2.5, "force_norm": "point"}],
+)
+def test_synthesis_gram_equals_gram_of_materialised_points(synthesis, rng):
+    from symm_keras.ops.pooling import stack_point_sets, synthesis_gram
+    from symm_keras.ops.synthesis import symmetric_pair_synthesis
+
+    a = rng.normal(size=(6, 8)).astype("float32")
+    p = rng.normal(size=(6, 8)).astype("float32")
+    p[3] = 0.0  # a zero axis
+    fast = _np(synthesis_gram(a, p, **synthesis))
+    slow = _np(stacked_gram(stack_point_sets(a, p, *symmetric_pair_synthesis(a, p, **synthesis))))
+    np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5)
+
+
 def test_one_matrix_product(monkeypatch, rng):
     """All 16 (or 6) candidate similarities come from a single matmul."""
     calls = []
@@ -114,6 +130,14 @@ def test_one_matrix_product(monkeypatch, rng):
             calls.clear()
             hardest_pair_pooling(sets, metric=metric, pairs=pairs)
             assert calls == [((256, 16), (16, 256))]
+    # The losses' path: only the originals [A; P] are multiplied.
+    from symm_keras.ops.pooling import pool_gram, symm_pk_batch
+
+    labels = np.repeat(np.arange(64), 2)
+    calls.clear()
+    batch = symm_pk_batch(labels, rng.normal(size=(128, 16)).astype("float32"))
+    pool_gram(batch.gram, metric="euclidean")
+    assert calls == [((128, 16), (16, 128))]
 
 
 def test_gradient_flows_only_to_the_selected_pair():
