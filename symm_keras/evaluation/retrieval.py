@@ -125,7 +125,8 @@ def _rank_counts_keras(scores, rows, self_columns, members, valid):
 
 
 def _rank_counts_numpy(scores, rows, self_columns, members, valid):
-    scores = scores[rows]
+    if rows.shape[0] != scores.shape[0]:
+        scores = scores[rows]
     positive_scores = np.where(valid, np.take_along_axis(scores, members, axis=1), -np.inf)
     best_slot = positive_scores.argmax(axis=1)
     local = np.arange(rows.shape[0])
@@ -175,19 +176,29 @@ def neighbour_relevance(embeddings, label_codes, class_sizes, metric="cosine", b
             relevance[start:stop] = block_relevance
             early = block_relevance.any(axis=1)
             first_hit[start:stop][early] = block_relevance[early].argmax(axis=1)
-        rows = np.flatnonzero(~early & (num_relevant[start:stop] > 0))
-        if rows.size == 0:
+        wanted = np.flatnonzero(~early & (num_relevant[start:stop] > 0))
+        if wanted.size == 0:
             continue
-        self_columns = start + rows
-        table, valid = members.table(label_codes[self_columns], self_columns)
-        gt, ge, best, best_column, row_scores = rank_counts(scores, rows, self_columns, table, valid)
-        first_hit[self_columns] = gt
-        for i in np.flatnonzero(np.asarray(ge) - np.asarray(gt) > 1):
+        rows = wanted
+        if backend == "keras":
+            # Pad to a power of two (at most the block): few distinct shapes, so
+            # JAX/XLA compiles each op a handful of times, not once per block.
+            bucket = min(stop - start, 1 << int(np.ceil(np.log2(wanted.size))))
+            rows = np.arange(stop - start) if bucket == stop - start else np.pad(wanted, (0, bucket - wanted.size), mode="edge")
+        positions = np.searchsorted(rows, wanted)  # where each wanted row sits in `rows`
+        table, valid = members.table(label_codes[start + rows], start + rows)
+        counted = rank_counts(scores, rows, start + rows, table, valid)
+        gt, ge, best, best_column = (np.asarray(values)[positions] for values in counted[:4])
+        row_scores = counted[4]
+        targets = start + wanted
+        first_hit[targets] = gt
+        for i in np.flatnonzero(ge - gt > 1):
             # Other items tie with the best positive: those of lower index come first.
-            row = np.asarray(ops.convert_to_numpy(row_scores[i])) if backend == "keras" else row_scores[i]
+            row = row_scores[int(positions[i])]
+            row = np.asarray(ops.convert_to_numpy(row)) if backend == "keras" else row
             columns = np.arange(row.shape[0])
-            tied_before = (row == best[i]) & (columns < best_column[i]) & (columns != self_columns[i])
-            first_hit[self_columns[i]] += int(np.count_nonzero(tied_before))
+            tied_before = (row == best[i]) & (columns < best_column[i]) & (columns != targets[i])
+            first_hit[targets[i]] += int(np.count_nonzero(tied_before))
     return NeighbourRelevance(first_hit, relevance, num_relevant, num_items - 1)
 
 

@@ -111,7 +111,7 @@ def test_chunked_equals_unchunked(rng, backend):
     x, labels = _clustered(rng, 12, 5, 16, spread=3.0)
     ks = (1, 2, 4, 8, 32)
     whole, _ = retrieval_metrics(x, labels, recall_ks=ks, block_size=len(labels), backend=backend)
-    for block_size in (7, 13, 59) if backend == "keras" else (1, 7, 13):
+    for block_size in (7, 59) if backend == "keras" else (1, 7, 13):
         chunked, _ = retrieval_metrics(x, labels, recall_ks=ks, block_size=block_size, backend=backend)
         assert chunked == whole
 
