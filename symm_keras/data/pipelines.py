@@ -303,7 +303,7 @@ def eval_dataset(
     """
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
-    rows = eligible_rows(index, validate, on_corrupt) if encoded_images is None else np.arange(len(index))
+    rows = eligible_rows(index, validate if encoded_images is None else "none", on_corrupt)
     table = _ImageTable(index, preprocessing, encoded_images)
     dataset = tf.data.Dataset.from_tensor_slices(rows.astype(np.int64))
     dataset = dataset.map(table.test, num_parallel_calls=num_parallel_calls, deterministic=True)
