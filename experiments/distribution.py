@@ -9,6 +9,7 @@ batch; computing it per replica would only mine inside each replica's slice.
   (``ReplicaContext.all_gather``, differentiable) before calling the loss, so
   every replica computes the global-batch loss, scaled by 1/replicas; the
   replica gradients are summed, giving the global-batch gradient.
+  :class:`GlobalBatchMetric` does the same for batch-layout metrics.
 * JAX (``--strategy mirrored``): ``keras.distribution.DataParallel``; the
   train step is one SPMD program over the global (sharded) batch, so the loss
   already sees the whole batch.
@@ -61,6 +62,53 @@ def all_gather_with_gradient(ctx, x):
     return gather(x)
 
 
+def _gather_in_replica(y_true, y_pred, with_gradient):
+    """All-gather labels and embeddings when inside a multi-replica context."""
+    if keras.backend.backend() != "tensorflow":
+        return y_true, y_pred, 1
+    import tensorflow as tf
+
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return y_true, y_pred, 1
+    y_true = ctx.all_gather(y_true, axis=0)
+    y_pred = all_gather_with_gradient(ctx, y_pred) if with_gradient else ctx.all_gather(y_pred, axis=0)
+    return y_true, y_pred, ctx.num_replicas_in_sync
+
+
+def _symbolic_build_pass():
+    """True in Keras's symbolic build pass under a multi-replica strategy: it
+    runs the loss and metrics once on one replica's slice, outside the
+    replicas, only to create variables and infer shapes."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return tf.distribute.in_cross_replica_context() and tf.distribute.get_strategy().num_replicas_in_sync > 1
+
+
+class GlobalBatchMetric(keras.metrics.Metric):
+    """Wrap a batch-layout metric (e.g. ``SyntheticHardPairRatio``) so it sees
+    the all-gathered batch under a ``tf.distribute`` strategy. Every replica
+    adds the same global counts, so ratios and means are unchanged."""
+
+    def __init__(self, metric, **kwargs):
+        super().__init__(name=metric.name, **kwargs)
+        self.metric = metric
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if _symbolic_build_pass():
+            return None  # the wrapped metric's variables already exist
+        y_true, y_pred, _ = _gather_in_replica(y_true, y_pred, with_gradient=False)
+        return self.metric.update_state(y_true, y_pred)
+
+    def result(self):
+        return self.metric.result()
+
+    def reset_state(self):
+        self.metric.reset_state()
+
+
 @keras.saving.register_keras_serializable(package="symm_keras_experiments")
 class GlobalBatchLoss(keras.losses.Loss):
     """Wrap an embedding loss so it is computed on the all-gathered batch
@@ -71,18 +119,16 @@ class GlobalBatchLoss(keras.losses.Loss):
         self.loss = loss
 
     def call(self, y_true, y_pred):
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            ctx = tf.distribute.get_replica_context()
-            if ctx is not None and ctx.num_replicas_in_sync > 1:
-                y_true = ctx.all_gather(y_true, axis=0)
-                y_pred = all_gather_with_gradient(ctx, y_pred)
-                # Keras scales only non-scalar losses by 1/replicas
-                # (losses.loss.reduce_values); the embedding losses return the
-                # batch mean as a scalar, so scale here: replica gradients are summed.
-                return self.loss.call(y_true, y_pred) / ctx.num_replicas_in_sync
-        return self.loss.call(y_true, y_pred)
+        if _symbolic_build_pass():
+            # One replica's slice may not be a valid batch layout (P×2 split in
+            # the middle of a class); a zero of the right dtype builds as well.
+            return keras.ops.sum(y_pred) * 0.0
+        y_true, y_pred, replicas = _gather_in_replica(y_true, y_pred, with_gradient=True)
+        # Keras scales only non-scalar losses by 1/replicas (losses.loss.reduce_values);
+        # the embedding losses return the batch mean as a scalar, so scale here:
+        # the replicas' gradients are summed.
+        loss = self.loss.call(y_true, y_pred)
+        return loss / replicas if replicas > 1 else loss
 
     def get_config(self):
         return {"loss": keras.saving.serialize_keras_object(self.loss), "name": self.name}

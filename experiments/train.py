@@ -457,7 +457,7 @@ def run_training(cfg, train_source, test_source, logdir, seed=0, strategy="defau
 
     from experiments import methods, summaries
     from experiments.checkpoints import CheckpointManager
-    from experiments.distribution import GlobalBatchLoss, setup_strategy
+    from experiments.distribution import GlobalBatchLoss, GlobalBatchMetric, setup_strategy
 
     os.makedirs(logdir, exist_ok=True)
     manager = CheckpointManager(os.path.join(logdir, "checkpoints"))
@@ -478,6 +478,11 @@ def run_training(cfg, train_source, test_source, logdir, seed=0, strategy="defau
     keras.utils.set_random_seed(seed)
     _set_precision(mixed_precision)
     tf_strategy = setup_strategy(strategy)
+    replicas = tf_strategy.num_replicas_in_sync if tf_strategy is not None else _jax_devices(strategy)
+    if cfg.batch_size % replicas:
+        raise UsageError(
+            f"--strategy {strategy}: the batch of {cfg.batch_size} does not split evenly over {replicas} devices"
+        )
     writer = summaries.SummaryWriter(logdir)
     tracker = {"step": 0}
     recall_ks = cfg.resolved_recall_ks()
@@ -491,8 +496,10 @@ def run_training(cfg, train_source, test_source, logdir, seed=0, strategy="defau
         )  # fmt: skip
         plan = methods.build_plan(cfg.method, context)
         optimizer = build_optimizer(cfg)
-        loss = GlobalBatchLoss(plan.loss) if tf_strategy is not None else plan.loss
-        model.compile(optimizer=optimizer, loss=loss, metrics=list(plan.metrics) or None)
+        loss, metrics = plan.loss, list(plan.metrics)
+        if tf_strategy is not None:
+            loss, metrics = GlobalBatchLoss(loss), [GlobalBatchMetric(m) for m in metrics]
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics or None)
         optimizer.build(model.trainable_variables)
 
     state = {"history": [], "train_seconds": 0.0}
@@ -592,6 +599,15 @@ def run_training(cfg, train_source, test_source, logdir, seed=0, strategy="defau
     if verbose:
         print(table, flush=True)
     return results
+
+
+def _jax_devices(strategy):
+    if strategy != "mirrored":
+        return 1
+    import keras
+
+    distribution = keras.distribution.distribution()
+    return len(distribution.device_mesh.devices.flatten()) if distribution is not None else 1
 
 
 class _null_scope:

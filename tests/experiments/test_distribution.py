@@ -41,6 +41,16 @@ for cls in (SymmNPairLoss, LiftedStructureLoss):
     local_loss, _ = one_step(mirrored, cls, gather=False)
     print("RESULT", single_loss, global_loss, local_loss,
           max(float(np.abs(a - b).max()) for a, b in zip(single_w, global_w)))
+
+# End to end: train.py under the mirrored strategy with a batch of 5 classes × 2
+# (each replica's slice of 5 is no P×2 batch: only the gathered batch is valid).
+import sys, tempfile
+from experiments import train
+tr, te = train.digits_sources()
+cfg = train.method_defaults("symm_npair", "digits").replace(steps=6, eval_every=0, checkpoint_every=3)
+res = train.run_training(cfg, tr, te, tempfile.mkdtemp(), seed=0, strategy="mirrored", log_every=3,
+                         tsne_points=0, nn_queries=0, verbose=0)
+print("TRAINED", res["strategy"], res["steps"], res["metrics"]["recall@1"])
 """
 
 _JAX = """
@@ -80,11 +90,15 @@ def _check(script, runs):
         assert global_ == pytest.approx(single, rel=1e-5)  # loss on the global batch
         assert abs(local - single) > 1e-3  # per-replica mining would give another value
         assert weight_diff < 1e-5  # and the same update
+    return proc.stdout
 
 
 def test_mirrored_strategy_loss_is_the_global_batch_loss():
-    """Symm+N-pair (hardest-pair pooling) and lifted structure (all negatives)."""
-    _check(_TF, runs=2)
+    """Symm+N-pair (hardest-pair pooling) and lifted structure (all negatives);
+    then a short train.py run under the strategy."""
+    stdout = _check(_TF, runs=2)
+    trained = [line.split() for line in stdout.splitlines() if line.startswith("TRAINED")]
+    assert trained and trained[0][1:3] == ["mirrored", "6"], stdout[-2000:]
 
 
 def test_jax_data_parallel_loss_is_the_global_batch_loss():

@@ -148,7 +148,7 @@ def test_killed_process_resumes_from_last_checkpoint(tmp_path):
         assert json.load(f)["steps"] == 150
 
 
-@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+@pytest.mark.parametrize("backend", ["jax", pytest.param("tensorflow", marks=pytest.mark.slow)])
 def test_command_line_run_on_backend_with_bfloat16(tmp_path, backend):
     """The CLI trains Symm+N-pair end to end on JAX and TF under mixed bfloat16."""
     logdir = str(tmp_path / backend)
