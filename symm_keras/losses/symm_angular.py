@@ -23,6 +23,9 @@ largest ``f^n_pqr`` over the 24 triplets ``Ñ(l_i, l_k)``: an unordered pair
 ``top_k > 1`` (paper mode only) keeps the ``k`` largest candidates per class
 pair as separate terms. Both add the released
 ``0.25·λ·(mean‖a‖² + mean‖p‖²)`` on raw features (``l2_reg``, default 0.002).
+As for :mod:`symm_keras.losses.symm_npair`, the official pooled positive logit
+does not penalise anti-parallel pairs, so it trains slowly from random
+initialisation (see docs/losses.md).
 """
 
 import itertools

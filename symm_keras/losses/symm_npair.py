@@ -24,6 +24,12 @@ each as its own term of the sum (Fig. 5's "top-k hardest"). Both modes add
 the released code's ``0.25·λ·(mean‖a‖² + mean‖p‖²)`` on the raw features
 (``l2_reg = λ``, default 0.002; 0 switches it off); the paper feeds N-pair
 non-normalised embeddings.
+
+Note on ``"official"``: its pooled positive logit includes ``a·a' = ‖a‖² cos 2θ``,
+which is maximal again for an anti-parallel pair ``a = −p``, so from random
+initialisation it learns much more slowly than ``"paper"`` (docs/losses.md,
+"Symm: paper vs released code"); from a pretrained backbone, as in the paper,
+pairs start close and it trains as published.
 """
 
 from keras import ops

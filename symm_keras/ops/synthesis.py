@@ -22,15 +22,10 @@ Norm forcing (the paper's Fig. 4 ablation) rescales ``x'`` to a given norm:
 
 from keras import ops
 
-from symm_keras.ops.distances import l2_normalize
 from symm_keras.ops.pairs import split_anchor_positive
 
 FORMULAS = ("paper", "released")
 FORCE_NORMS = (None, "point", "axis")
-
-
-def _row_norm(x):
-    return ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), 1e-24))
 
 
 def check_synthesis_args(alpha, beta, formula, force_norm):
@@ -57,20 +52,21 @@ def mirror_points(x, axis, alpha=2.0, beta=1.0, formula="paper", force_norm=None
         force_norm: ``None``, ``"point"`` (rescale to ``‖x‖``, paper Fig. 4) or
             ``"axis"`` (rescale to ``‖axis‖``, released code).
 
-    A zero axis vector has no direction: its projection is taken as 0, so the
-    result is finite (``x' = β(1 − α)x`` for the paper formula).
+    Computed as ``c_x x + c_y axis`` (:func:`mirror_coefficients`). A zero
+    axis has no direction: its projection is 0, so ``x' = β(1 − α)x`` (paper
+    formula); ``‖y‖²`` is floored at 1e-12, which keeps values and gradients
+    finite for any input (the projection fades out smoothly below ‖y‖ = 1e-6).
     """
-    check_synthesis_args(alpha, beta, formula, force_norm)
-    unit = l2_normalize(axis)
-    projection = ops.sum(x * unit, axis=-1, keepdims=True) * unit  # eq. 1
-    if formula == "paper":
-        synthetic = beta * (alpha * (projection - x) + x)  # eq. 2
-    else:
-        synthetic = beta * (alpha * projection - x)
-    if force_norm is not None:
-        target = _row_norm(x) if force_norm == "point" else _row_norm(axis)
-        synthetic = synthetic * (target / _row_norm(synthetic))
-    return synthetic
+    c_x, c_y = mirror_coefficients(
+        ops.sum(ops.square(x), axis=-1, keepdims=True),
+        ops.sum(x * axis, axis=-1, keepdims=True),
+        ops.sum(ops.square(axis), axis=-1, keepdims=True),
+        alpha=alpha,
+        beta=beta,
+        formula=formula,
+        force_norm=force_norm,
+    )
+    return c_x * x + c_y * axis
 
 
 def mirror_coefficients(xx, xy, yy, alpha=2.0, beta=1.0, formula="paper", force_norm=None):
@@ -84,7 +80,7 @@ def mirror_coefficients(xx, xy, yy, alpha=2.0, beta=1.0, formula="paper", force_
     product of original and synthetic points without building the points.
     """
     check_synthesis_args(alpha, beta, formula, force_norm)
-    ratio = xy / ops.maximum(yy, 1e-24)  # same floor as l2_normalize's ε = 1e-12
+    ratio = xy / ops.maximum(yy, 1e-12)  # x·y/‖y‖²; finite value and gradient at y = 0
     c_x = (beta * (1.0 - alpha) if formula == "paper" else -beta) * ops.ones_like(ratio)
     c_y = beta * alpha * ratio
     if force_norm is not None:

@@ -44,7 +44,7 @@ def test_mirror_is_the_reflection_about_the_axis_line(points):
     np.testing.assert_allclose(m + x, 2 * np.sum(x * u, 1, keepdims=True) * u, atol=1e-5)
     np.testing.assert_allclose(np.sum((x - m) * y, 1), 0.0, atol=1e-4)
     # Mirroring twice gives the point back.
-    np.testing.assert_allclose(_np(mirror_points(m, y)), x, atol=1e-5)
+    np.testing.assert_allclose(_np(mirror_points(m.astype("float32"), y)), x, atol=1e-5)
 
 
 def test_synthetic_points_of_unit_vectors_are_unit(points):
