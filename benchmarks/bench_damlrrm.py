@@ -104,6 +104,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--progress", action="store_true", help="print each round as it finishes")
     args = parser.parse_args()
     if args.stream_size % args.images_per_class:
         raise SystemExit("--stream_size must be a multiple of --images_per_class (neat stream m × k)")
@@ -148,6 +149,9 @@ def main():
         for name in order:
             model, y = runs[name]
             seconds[name].append(time_steps(model, x, y, args.steps))
+        if args.progress:
+            a, b = seconds["npair"][-1][0], seconds["damlrrm"][-1][0]
+            print(f"round {r}: npair {1e3 * a:.1f} ms, damlrrm {1e3 * b:.1f} ms (wall)", flush=True)
 
     shape = {"head": f"features {args.feature_dim}", "loss": f"embeddings {args.embedding_dim}"}.get(
         args.model, f"images {args.input_size}px"
