@@ -22,7 +22,12 @@ STRATEGIES = ("default", "mirrored")
 
 def setup_strategy(name, devices=None):
     """Activate ``name`` for the current backend; returns the tf.distribute
-    strategy on TensorFlow (``None`` otherwise or for ``default``)."""
+    strategy on TensorFlow (``None`` otherwise or for ``default``). A
+    ``tf.distribute.Strategy`` instance is returned as it is (one process
+    should keep one MirroredStrategy: separate instances can collide in
+    their collective-op keys)."""
+    if not isinstance(name, str) and hasattr(name, "num_replicas_in_sync"):
+        return name
     if name not in STRATEGIES:
         raise ValueError(f"--strategy must be one of {STRATEGIES}, got {name!r}")
     if name == "default":

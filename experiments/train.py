@@ -451,7 +451,9 @@ def run_training(cfg, train_source, test_source, logdir, seed=0, strategy="defau
                  verbose=1):  # fmt: skip
     """Train ``cfg`` on ``train_source``, evaluate on ``test_source``; resumable.
 
-    Returns the results dict also written to ``<logdir>/results.json``.
+    ``strategy``: ``"default"``, ``"mirrored"`` or a ``tf.distribute``
+    strategy instance. Returns the results dict also written to
+    ``<logdir>/results.json``.
     """
     import keras
 
@@ -479,6 +481,7 @@ def run_training(cfg, train_source, test_source, logdir, seed=0, strategy="defau
     _set_precision(mixed_precision)
     tf_strategy = setup_strategy(strategy)
     replicas = tf_strategy.num_replicas_in_sync if tf_strategy is not None else _jax_devices(strategy)
+    strategy = "mirrored" if tf_strategy is not None else strategy
     if cfg.batch_size % replicas:
         raise UsageError(
             f"--strategy {strategy}: the batch of {cfg.batch_size} does not split evenly over {replicas} devices"

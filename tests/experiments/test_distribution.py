@@ -48,7 +48,7 @@ import sys, tempfile
 from experiments import train
 tr, te = train.digits_sources()
 cfg = train.method_defaults("symm_npair", "digits").replace(steps=6, eval_every=0, checkpoint_every=3)
-res = train.run_training(cfg, tr, te, tempfile.mkdtemp(), seed=0, strategy="mirrored", log_every=3,
+res = train.run_training(cfg, tr, te, tempfile.mkdtemp(), seed=0, strategy=mirrored, log_every=3,
                          tsne_points=0, nn_queries=0, verbose=0)
 print("TRAINED", res["strategy"], res["steps"], res["metrics"]["recall@1"])
 """
