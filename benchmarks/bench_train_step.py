@@ -126,9 +126,9 @@ def main():
     ratios = []
     for r, (b, f) in enumerate(zip(per_round["backbone"], per_round["full"])):
         ratios.append(f / b)
-        print(f"{r:>5} {b:>15.1f} {f:>11.1f} {f / b:>14.3f}")
+        print(f"{r:>5} {b:>15.2f} {f:>11.2f} {f / b:>14.3f}")
     b_med, f_med = statistics.median(per_round["backbone"]), statistics.median(per_round["full"])
-    print(f"{'median':>5} {b_med:>9.1f} {f_med:>11.1f} {statistics.median(ratios):>14.3f}  (goal >= 0.97)")
+    print(f"{'median':>5} {b_med:>9.2f} {f_med:>11.2f} {statistics.median(ratios):>14.3f}  (goal >= 0.97)")
 
 
 def _device_name():

@@ -12,9 +12,10 @@ understood by ``symm_keras.data.ImagePreprocessing(mode=...)``:
 
 ``weights``: ``None`` (random), ``"imagenet"`` or a local file:
 
-* ``googlenet_caffe``: a ``.npz``/``.mat`` Caffe export (``caffe_weights``) or
-  ``.weights.h5``; ``"imagenet"`` reads ``$SYMM_KERAS_WEIGHTS/bvlc_googlenet.npz``
-  (default directory ``~/.keras/symm_keras``);
+* ``googlenet_caffe``: a ``.caffemodel``, a ``.npz``/``.mat`` Caffe export
+  (``caffe_weights``) or ``.weights.h5``; ``"imagenet"`` reads
+  ``$SYMM_KERAS_WEIGHTS/bvlc_googlenet.npz`` (default directory ``~/.keras/symm_keras``;
+  ``python -m data_prep.weights --model googlenet_caffe --dest DIR`` writes it);
 * ``inception_v1``: a TF-slim checkpoint (prefix, ``.ckpt`` or directory) or
   ``.weights.h5``; ``"imagenet"`` reads ``$SYMM_KERAS_WEIGHTS/inception_v1.ckpt``
   (``python -m data_prep.weights --model inception_v1 --dest DIR`` fetches it);
@@ -150,9 +151,11 @@ def _load_googlenet_weights(key, model, path, from_imagenet):
         model.load_weights(path)
         return
     if key == "googlenet_caffe":
-        if from_imagenet and not os.path.exists(path):
-            mat = path[: -len(".npz")] + ".mat"
-            path = mat if os.path.exists(mat) else path
+        if from_imagenet and not os.path.exists(path):  # also accept the .caffemodel or the Symm .mat there
+            for alternative in (path[: -len(".npz")] + ".caffemodel", path[: -len(".npz")] + ".mat"):
+                if os.path.exists(alternative):
+                    path = alternative
+                    break
         caffe_weights.load_caffe_googlenet_weights(model, path)
     else:
         slim_checkpoint.load_slim_inception_v1_checkpoint(model, path)
