@@ -126,3 +126,12 @@ def test_double_data_and_bad_files(tmp_path):
     (tmp_path / "mismatch.caffemodel").write_bytes(net.SerializeToString())
     with pytest.raises(ValueError, match=r"blob shape \[3, 2\] does not match its 4 values"):
         read_caffemodel(tmp_path / "mismatch.caffemodel")
+
+
+def test_imagenet_finds_caffemodel_in_weights_dir(tmp_path, blobs, monkeypatch):
+    from symm_keras.models.registry import build_backbone
+
+    write_caffemodel(tmp_path / "bvlc_googlenet.caffemodel", blobs)
+    monkeypatch.setenv("SYMM_KERAS_WEIGHTS", str(tmp_path))
+    backbone = build_backbone("googlenet_caffe", weights="imagenet", input_size=64)
+    np.testing.assert_array_equal(ops.convert_to_numpy(backbone.get_layer("conv2_3x3").bias), blobs["conv2/3x3"][1])
