@@ -42,7 +42,9 @@ def define_flags():
     flags.DEFINE_integer("seed", 0, "k-means seed.")
     flags.DEFINE_integer("n_init", 1, "k-means initialisations (the lowest inertia is kept).")
     flags.DEFINE_integer("max_iter", None, "k-means iteration cap (default: the implementation's).")
-    flags.DEFINE_enum("knn_backend", "keras", ("keras", "numpy"), "Where the blocked kNN runs.")
+    flags.DEFINE_enum(
+        "knn_backend", "auto", ("auto", "keras", "numpy"), "Where the blocked kNN runs (auto: keras on GPU/TPU, else numpy)."
+    )
     flags.DEFINE_integer("block_size", None, "Queries per kNN block (default keeps a block near 128 MiB).")
     flags.DEFINE_string("output_json", None, "Write metrics and settings to this JSON file.")
 

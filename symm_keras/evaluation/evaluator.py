@@ -16,7 +16,7 @@ from symm_keras.evaluation.clustering import normalized_mutual_info, pair_counti
 from symm_keras.evaluation.inputs import check_embeddings, check_metric, check_recall_ks, encode_labels
 from symm_keras.evaluation.kmeans import KMEANS_IMPLEMENTATIONS, faiss_available
 from symm_keras.evaluation.kmeans import kmeans as run_kmeans
-from symm_keras.evaluation.knn import BACKENDS
+from symm_keras.evaluation.knn import resolve_backend
 from symm_keras.evaluation.retrieval import retrieval_metrics
 
 #: Recall@K cut-offs reported by the DML papers for each benchmark.
@@ -99,7 +99,7 @@ def evaluate_embeddings(
     seed=0,
     n_init=1,
     max_iter=None,
-    knn_backend="keras",
+    knn_backend="auto",
     block_size=None,
     skip_singleton_queries=True,
 ):
@@ -118,7 +118,9 @@ def evaluate_embeddings(
         kmeans: ``"sklearn"`` (default), ``"faiss"`` or ``"keras"``.
         seed, n_init, max_iter: k-means settings (``max_iter=None`` = the
             implementation's default), recorded in the result.
-        knn_backend: ``"keras"`` (active backend, its GPU when present) or ``"numpy"``.
+        knn_backend: ``"keras"`` (active backend and its device), ``"numpy"``
+            (host BLAS) or ``"auto"`` (default: keras on a GPU/TPU, numpy on CPU,
+            where it is faster).
         block_size: queries per kNN block (default keeps a block near 128 MiB).
         skip_singleton_queries: leave queries of single-item classes out of
             Recall@K (PML) instead of counting them as misses.
@@ -136,8 +138,10 @@ def evaluate_embeddings(
     metric = check_metric(metric)
     codes, class_sizes = encode_labels(labels, x.shape[0])
     check_recall_ks(recall_ks, x.shape[0] - 1)
-    if knn_backend not in BACKENDS:
-        raise ValueError(f"knn_backend must be one of {BACKENDS}, got {knn_backend!r}.")
+    try:
+        knn_backend = resolve_backend(knn_backend)
+    except ValueError as error:
+        raise ValueError(f"knn_{error}") from None
     if clustering and kmeans not in KMEANS_IMPLEMENTATIONS:
         raise ValueError(f"kmeans must be one of {KMEANS_IMPLEMENTATIONS}, got {kmeans!r}.")
     if clustering and kmeans == "faiss" and not faiss_available():

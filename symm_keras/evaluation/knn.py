@@ -25,7 +25,7 @@ from keras import ops
 from symm_keras.evaluation.inputs import check_embeddings, check_metric
 from symm_keras.ops.distances import l2_normalize
 
-BACKENDS = ("keras", "numpy")
+BACKENDS = ("auto", "keras", "numpy")
 _BLOCK_ELEMENTS = 1 << 25  # 32 Mi scores = 128 MiB of float32 per block
 
 
@@ -34,10 +34,31 @@ def default_block_size(num_queries, num_references):
     return int(max(1, min(num_queries, _BLOCK_ELEMENTS // max(1, num_references))))
 
 
-def _check_backend(backend):
+def accelerator_present():
+    """True when the active Keras backend sees a GPU/TPU."""
+    import keras
+
+    try:
+        devices = keras.distribution.list_devices()
+    except Exception:  # a backend without device listing: assume its own device is worth using
+        return True
+    return any(not str(device).lower().startswith("cpu") for device in devices)
+
+
+def resolve_backend(backend):
+    """Check ``backend``; ``"auto"`` becomes ``"keras"`` on a GPU/TPU and ``"numpy"`` on CPU.
+
+    On CPU, numpy's BLAS and the chunked numpy top-k beat TensorFlow's eager
+    matmul + ``top_k`` (about 2.4× at SOP scale, see docs/evaluation.md).
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
+    if backend == "auto":
+        return "keras" if accelerator_present() else "numpy"
     return backend
+
+
+_check_backend = resolve_backend
 
 
 def _check_k(k, num_queries, num_references, exclude_self):
@@ -134,7 +155,7 @@ def _keras_score_blocks(queries, references, metric, block_size, mask_self):
         yield start, stop, block, scores
 
 
-def score_blocks(queries, references=None, metric="cosine", block_size=None, backend="keras", mask_self=True):
+def score_blocks(queries, references=None, metric="cosine", block_size=None, backend="auto", mask_self=True):
     """Yield ``(start, stop, block_queries, scores)``, one ``b × m`` score block at a time.
 
     ``scores[i, j]`` orders reference ``j`` for query ``start + i`` (larger =
@@ -189,7 +210,7 @@ def top_k(scores, k, backend="keras", chunk=64):
     return np.take_along_axis(columns, positions, axis=1), values
 
 
-def knn_blocks(queries, k, references=None, metric="cosine", block_size=None, backend="keras"):
+def knn_blocks(queries, k, references=None, metric="cosine", block_size=None, backend="auto"):
     """Yield ``(start, stop, indices, scores)`` for consecutive blocks of queries.
 
     Args:
@@ -201,7 +222,8 @@ def knn_blocks(queries, k, references=None, metric="cosine", block_size=None, ba
             ``"euclidean"`` (scores are distances).
         block_size: queries per block; default from :func:`default_block_size`.
         backend: ``"keras"`` (active Keras backend and its device; yields
-            backend tensors) or ``"numpy"`` (host BLAS; yields numpy arrays).
+            backend tensors), ``"numpy"`` (host BLAS; yields numpy arrays) or
+            ``"auto"`` (keras on a GPU/TPU, numpy on CPU; see :func:`resolve_backend`).
 
     ``indices[i]`` are the references of query ``start + i``, nearest first.
     """
@@ -227,7 +249,7 @@ def _top_k_blocks(blocks, k, metric, backend):
         yield start, stop, indices, best
 
 
-def exact_knn(queries, k, references=None, metric="cosine", block_size=None, backend="keras"):
+def exact_knn(queries, k, references=None, metric="cosine", block_size=None, backend="auto"):
     """Exact kNN of every query, computed block by block; returns numpy arrays.
 
     Returns:
@@ -235,6 +257,7 @@ def exact_knn(queries, k, references=None, metric="cosine", block_size=None, bac
         and their cosine similarities or Euclidean distances (see
         :func:`knn_blocks` for the arguments).
     """
+    backend = resolve_backend(backend)
     indices, scores = [], []
     for _, _, block_indices, block_scores in knn_blocks(
         queries, k, references=references, metric=metric, block_size=block_size, backend=backend

@@ -30,7 +30,7 @@ import numpy as np
 from keras import ops
 
 from symm_keras.evaluation.inputs import check_embeddings, check_recall_ks, encode_labels
-from symm_keras.evaluation.knn import score_blocks, top_k
+from symm_keras.evaluation.knn import resolve_backend, score_blocks, top_k
 
 
 @dataclasses.dataclass
@@ -138,7 +138,7 @@ def _rank_counts_numpy(scores, rows, self_columns, members, valid):
     return gt, ge, best, best_column, scores
 
 
-def neighbour_relevance(embeddings, label_codes, class_sizes, metric="cosine", block_size=None, backend="keras"):
+def neighbour_relevance(embeddings, label_codes, class_sizes, metric="cosine", block_size=None, backend="auto"):
     """Rank every item against all others once and reduce to a :class:`NeighbourRelevance`.
 
     Per block of queries, with score matrix ``S`` and the order "score
@@ -156,6 +156,7 @@ def neighbour_relevance(embeddings, label_codes, class_sizes, metric="cosine", b
     ``label_codes``/``class_sizes`` come from
     :func:`symm_keras.evaluation.inputs.encode_labels`.
     """
+    backend = resolve_backend(backend)
     num_items = label_codes.shape[0]
     num_relevant = class_sizes[label_codes] - 1
     r_max = int(min(num_items - 1, num_relevant.max()))
@@ -248,7 +249,7 @@ def retrieval_metrics(
     metric="cosine",
     skip_singleton_queries=True,
     block_size=None,
-    backend="keras",
+    backend="auto",
 ):
     """Recall@K for every K, R-precision and MAP@R from one blocked kNN pass.
 
@@ -262,6 +263,7 @@ def retrieval_metrics(
             or no query with a same-class item anywhere (every metric is undefined).
     """
     embeddings = check_embeddings(embeddings)
+    backend = resolve_backend(backend)
     codes, class_sizes = encode_labels(labels, embeddings.shape[0])
     if embeddings.shape[0] < 2:
         raise ValueError("retrieval needs at least 2 embeddings (a query and a gallery item).")

@@ -36,7 +36,7 @@ def test_standard_recall_ks():
 
 def test_result_combines_every_metric_with_its_settings():
     x, labels = _data()
-    result = evaluate_embeddings(x, labels, recall_ks=(1, 2, 4, 8), kmeans="sklearn", seed=3)
+    result = evaluate_embeddings(x, labels, recall_ks=(1, 2, 4, 8), kmeans="sklearn", seed=3, knn_backend="keras")
     flat = result.as_dict()
     assert list(flat) == ["recall@1", "recall@2", "recall@4", "recall@8", "r_precision", "map@r", "nmi", "f1"]
     assert all(isinstance(v, float) for v in flat.values())
@@ -51,6 +51,16 @@ def test_result_combines_every_metric_with_its_settings():
     assert meta["num_items"] == 40 and meta["num_classes"] == 8 and meta["singleton_queries"] == 0
     assert meta["knn_backend"] == f"keras-{keras.backend.backend()}" and meta["metric"] == "cosine"
     json.dumps(result.as_dict(metadata=True))  # JSON-ready
+
+
+def test_auto_backend_is_numpy_on_cpu_and_keras_on_an_accelerator(monkeypatch):
+    from symm_keras.evaluation import knn
+
+    x, labels = _data()
+    monkeypatch.setattr(knn, "accelerator_present", lambda: False)
+    assert evaluate_embeddings(x, labels, clustering=False).knn_backend == "numpy"
+    monkeypatch.setattr(knn, "accelerator_present", lambda: True)
+    assert evaluate_embeddings(x, labels, clustering=False).knn_backend == f"keras-{keras.backend.backend()}"
 
 
 def test_without_clustering():
@@ -124,7 +134,7 @@ import json, sys
 import numpy as np
 from symm_keras.evaluation import evaluate_embeddings
 data = np.load(sys.argv[1])
-result = evaluate_embeddings(data["x"], data["labels"], recall_ks=(1, 2, 4), kmeans="keras", seed=5)
+result = evaluate_embeddings(data["x"], data["labels"], recall_ks=(1, 2, 4), kmeans="keras", seed=5, knn_backend="keras")
 print("RESULT" + json.dumps(result.as_dict()))
 """
 
@@ -142,6 +152,6 @@ def test_tensorflow_and_jax_give_the_same_numbers(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     theirs = json.loads(done.stdout.split("RESULT", 1)[1])
-    ours = evaluate_embeddings(x, labels, recall_ks=(1, 2, 4), kmeans="keras", seed=5).as_dict()
+    ours = evaluate_embeddings(x, labels, recall_ks=(1, 2, 4), kmeans="keras", seed=5, knn_backend="keras").as_dict()
     assert theirs == pytest.approx(ours, abs=1e-12)
     assert 0.0 < ours["recall@1"] < 1.0  # a non-trivial case

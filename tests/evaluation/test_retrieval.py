@@ -120,7 +120,7 @@ def test_keras_and_numpy_paths_agree(rng):
     x, labels = _clustered(rng, 15, 4, 32, spread=3.0)
     ks = (1, 2, 4, 8)
     for metric in ("cosine", "euclidean"):
-        keras_metrics, _ = retrieval_metrics(x.astype("float32"), labels, recall_ks=ks, metric=metric)
+        keras_metrics, _ = retrieval_metrics(x.astype("float32"), labels, recall_ks=ks, metric=metric, backend="keras")
         numpy_metrics, _ = retrieval_metrics(x.astype("float32"), labels, recall_ks=ks, metric=metric, backend="numpy")
         assert keras_metrics == numpy_metrics
 
