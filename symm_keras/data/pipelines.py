@@ -211,9 +211,17 @@ class TripletFeed:
     Usage (Smart Mining)::
 
         feed = TripletFeed(train_index, triplets_per_batch=40, steps_per_epoch=150)
-        feed.set_triplets(initial_triplets, epoch=0)      # (n, 3) rows of train_index
+        feed.set_triplets(initial_triplets, epoch=0)      # (n, 3) rows of train_index, BEFORE fit
         model.fit(feed.dataset(epochs=30), steps_per_epoch=feed.steps_per_epoch, epochs=30, callbacks=[...])
         # a callback calls feed.set_triplets(mined, epoch=e) in on_epoch_begin(e)
+
+    Set epoch 0's triplets before ``fit``: Keras may pull a batch before
+    ``on_epoch_begin(0)`` (the JAX backend builds the model from one batch);
+    later epochs may be set in ``on_epoch_begin``. An iterator that is
+    discarded while its prefetcher waits for a later epoch's triplets holds
+    its deletion up to ``timeout``; this happens only when an epoch is
+    shorter than the prefetch depth (a few batches), e.g. JAX's model-building
+    peek with 2-step epochs.
 
     Batches are ``[anchors; positives; negatives]`` (``3·t`` images, rows ``i``,
     ``t+i``, ``2t+i`` form triplet ``i``); see :class:`TripletSampler` for the
