@@ -30,7 +30,8 @@ the occlusion rule are the same as for Euclidean distance.
 Details the papers leave open, and what this module chooses:
 
 * *Greedy step* (Alg. 2): move to the neighbour closest to the target if it is
-  strictly closer than the current vertex (steepest descent), else stop.
+  strictly closer than the current vertex (steepest descent), else stop; the
+  search succeeds at once when the target itself is a neighbour.
 * *Success rate*: share of successful traverse-add searches over a sliding
   window of the most recent ``success_window`` searches (default 1,000); the
   build stops as soon as the window is full and reaches the target. A cap of
@@ -43,7 +44,8 @@ Details the papers leave open, and what this module chooses:
 * *Edge lists* are kept sorted by length (the backtrack search explores the
   shortest unexplored edge first); there is no degree cap.
 * *Search budget*: counts distance calculations; the query's distance to
-  itself (0) is free. Default ``max(8·k, 2·k + 200)``.
+  itself (0) is free. Default ``max(32·k, 2·k + 200)`` (recall@30 ≈ 0.99 on
+  the benchmark's clustered 20k × 64 set; 8·k gave 0.85).
 * *Neighbour lists* exclude the query vertex itself. If the budget or a
   disconnected graph yields fewer than ``k`` vertices, the rest of the row is
   ``-1`` with distance ``inf``.
@@ -406,7 +408,7 @@ def build_fanng(embeddings, target_success_rate=0.98, success_window=1000,
 
 def default_search_budget(k):
     """Default distance-calculation budget of the backtrack search for ``k`` neighbours."""
-    return int(max(8 * k, 2 * k + 200))
+    return int(max(32 * k, 2 * k + 200))
 
 
 def fanng_search(graph, k, budget=None, queries=None, num_threads=None):

@@ -1,0 +1,129 @@
+"""``--method smart_mining``: Smart Mining (Harwood et al., ICCV 2017).
+
+Per epoch the :class:`symm_keras.callbacks.smart_mining.SmartMining` callback
+embeds the training split, builds neighbour lists (``source``: ``fanng`` as in
+the paper, or ``exact``), selects triplets with Algorithm 1 and hands them to
+a triplet feed (``symm_keras.data.TripletFeed`` for images, an in-memory feed
+for arrays). Batches are ``[anchors; positives; negatives]``. The loss is
+:class:`symm_keras.losses.smart_mining.SmartMiningLoss` built from
+``config.loss_kwargs`` (``global_weight=0`` gives the "Triplet + FANNG" row);
+the training error metric feeds the optional :class:`AdaptiveKappa`.
+
+``config.method_kwargs`` (defaults in ``DEFAULTS``): ``kappa`` (fixed κ or the
+adaptive controller's initial κ), ``adaptive``, ``target_error``,
+``mined_share``, ``random_epochs``, ``source``, ``k``, ``triplets_per_batch``,
+``lr_halving_epochs`` (the paper halves the learning rate every 3 epochs).
+An epoch is ``ceil(N / triplets_per_batch)`` steps (every sample is an anchor
+about once).
+
+On resume the controller's (error, κ) history restarts empty (it refills
+after two epochs); the mined triplets themselves are a function of the
+weights and the epoch.
+"""
+
+import math
+
+import numpy as np
+
+from experiments.methods import MethodPlan, register_method
+
+DEFAULTS = {
+    "kappa": 4.0,
+    "adaptive": False,
+    "target_error": 0.5,
+    "mined_share": 1.0,
+    "random_epochs": 2,
+    "source": "fanng",
+    "k": 30,
+    "triplets_per_batch": 40,
+    "lr_halving_epochs": 3,
+    "embed_batch_size": 128,
+}
+
+
+class ArrayTripletFeed:
+    """Triplet feed over in-memory arrays, batches from ``symm_keras.data.TripletSampler``."""
+
+    def __init__(self, x, labels, triplets_per_batch, steps_per_epoch, seed=0):
+        from symm_keras.data import TripletSampler
+
+        self.x, self.labels = x, np.asarray(labels)
+        self.sampler = TripletSampler(len(self.labels), triplets_per_batch, steps_per_epoch, seed=seed)
+
+    def set_triplets(self, triplets, epoch):
+        self.sampler.set_triplets(triplets, epoch)
+
+    def dataset(self, start_step=0):
+        import tensorflow as tf
+
+        def generate():
+            step = int(start_step)
+            while True:
+                rows = self.sampler.batch_rows(step)
+                yield self.x[rows], self.labels[rows].astype("int32")
+                step += 1
+
+        batch = self.sampler.batch_size
+        signature = (
+            tf.TensorSpec((batch,) + tuple(self.x.shape[1:]), tf.float32),
+            tf.TensorSpec((batch,), tf.int32),
+        )
+        return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(1)
+
+
+def method_options(config):
+    unknown = set(config.method_kwargs) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"--method smart_mining: unknown method_kwargs {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    options = dict(DEFAULTS)
+    options.update(config.method_kwargs)
+    return options
+
+
+@register_method("smart_mining")
+def build_smart_mining(context):
+    import keras
+
+    from symm_keras.callbacks.adaptive_kappa import AdaptiveKappa
+    from symm_keras.callbacks.smart_mining import SmartMining
+    from symm_keras.losses.smart_mining import SmartMiningLoss, TripletTrainingError
+
+    cfg = context.config
+    options = method_options(cfg)
+    source = context.train_source
+    labels = np.asarray(source.labels)
+    t = int(options["triplets_per_batch"])
+    steps = max(1, math.ceil(len(labels) / t))
+    loss = SmartMiningLoss(**cfg.loss_kwargs)
+    if source.kind == "arrays":
+        feed = ArrayTripletFeed(source.x, labels, t, steps, seed=context.seed)
+        inputs = source.x
+    else:
+        from symm_keras.data import TripletFeed
+
+        feed = TripletFeed(source.index, t, steps, preprocessing=source.preprocessing, seed=context.seed)
+        inputs = source.eval_dataset(batch_size=int(options["embed_batch_size"]))
+    callbacks = []
+    kappa = float(options["kappa"])
+    if options["adaptive"]:
+        kappa = AdaptiveKappa(target_error=float(options["target_error"]), initial_kappa=kappa,
+                              start_epoch=int(options["random_epochs"]))
+        callbacks.append(kappa)
+    callbacks.append(
+        SmartMining(inputs, labels, feed, steps, t, kappa=kappa, mined_share=float(options["mined_share"]),
+                    random_epochs=int(options["random_epochs"]), k=int(options["k"]), source=options["source"],
+                    embed_batch_size=int(options["embed_batch_size"]), seed=context.seed)
+    )
+    halving = int(options["lr_halving_epochs"])
+    if halving > 0:
+        base_lr = float(cfg.lr)
+        callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch: base_lr * 0.5 ** (epoch // halving)))
+    return MethodPlan(
+        train_batches=lambda start_step: feed.dataset(start_step=start_step),
+        loss=loss,
+        steps_per_epoch=steps,
+        metrics=[TripletTrainingError(margin=loss.get_config()["triplet_margin"])],
+        callbacks=callbacks,
+        batch_layout="triplets",
+        description=f"Smart Mining ({options['source']} neighbours, Algorithm 1) with {type(loss).__name__}",
+    )
