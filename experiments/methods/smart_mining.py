@@ -109,11 +109,11 @@ def build_smart_mining(context):
         kappa = AdaptiveKappa(target_error=float(options["target_error"]), initial_kappa=kappa,
                               start_epoch=int(options["random_epochs"]))
         callbacks.append(kappa)
-    callbacks.append(
-        SmartMining(inputs, labels, feed, steps, t, kappa=kappa, mined_share=float(options["mined_share"]),
-                    random_epochs=int(options["random_epochs"]), k=int(options["k"]), source=options["source"],
-                    embed_batch_size=int(options["embed_batch_size"]), seed=context.seed)
-    )
+    miner = SmartMining(inputs, labels, feed, steps, t, kappa=kappa, mined_share=float(options["mined_share"]),
+                        random_epochs=int(options["random_epochs"]), k=int(options["k"]), source=options["source"],
+                        embed_batch_size=int(options["embed_batch_size"]), seed=context.seed)
+    miner.prime(0)  # epoch 0 is random: set before fit (Keras may read a batch first)
+    callbacks.append(miner)
     halving = int(options["lr_halving_epochs"])
     if halving > 0:
         base_lr = float(cfg.lr)

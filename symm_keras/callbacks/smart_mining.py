@@ -103,6 +103,19 @@ class SmartMining(keras.callbacks.Callback):
                                     seed=np.random.default_rng(seed))
         return epoch_rows, kappa
 
+    def prime(self, epoch=0):
+        """Hand ``epoch``'s triplets to the feed before ``fit`` when they are random.
+
+        Keras may read a batch before ``on_epoch_begin(0)`` (the JAX backend
+        builds the model from one), so a feed must not wait for epoch 0.
+        Returns True when the triplets were set.
+        """
+        if epoch < self.random_epochs or self.mined_share == 0.0:
+            triplets, _ = self.mine(epoch)
+            self.feed.set_triplets(triplets.triplets, epoch=epoch)
+            return True
+        return False
+
     def on_epoch_begin(self, epoch, logs=None):
         start = time.perf_counter()
         triplets, kappa = self.mine(epoch)

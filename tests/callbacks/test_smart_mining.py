@@ -89,6 +89,15 @@ def test_mining_with_adaptive_kappa_beats_random_over_a_longer_run():
     assert all(0.05 <= k <= 64 for k in history.history["kappa"])
 
 
+def test_prime_sets_random_epochs_before_fit_only():
+    x, y = sibling_classes(5, 4, seed=0)
+    feed = ArrayTripletFeed(x, y, 3, 4)
+    miner = SmartMining(x, y, feed, steps_per_epoch=3, triplets_per_batch=4, random_epochs=2)
+    assert miner.prime(0) and feed.epochs == [0]
+    np.testing.assert_array_equal(feed.triplets, miner.mine(0)[0].triplets)  # same as on_epoch_begin(0)
+    assert not miner.prime(2) and feed.epochs == [0]
+
+
 def test_errors_name_the_problem():
     with pytest.raises(TypeError, match="set_triplets"):
         SmartMining(np.zeros((4, 2)), np.arange(4), object(), 1, 1)
