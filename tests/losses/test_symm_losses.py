@@ -191,9 +191,8 @@ def test_symm_is_never_easier_than_its_baseline(rng):
 
 def test_single_class_batch_is_finite():
     labels = np.array([7, 7])
-    x = np.array([[1.0, 0.0], [0.0, 1.0]])
-    for _, fn, _, kwargs in CASES[:12:2]:
-        assert np.isfinite(float(fn(labels, x, **kwargs)))
+    x = np.array([[1.0, 0.0], [0.0, 1.0]], "float32")
+    # (Finiteness of every loss on a single class is in test_loss_contract.py.)
     # No negative class: triplet, lifted and N-pair terms vanish (N-pair keeps its L2 term).
     assert float(symm_triplet.symm_triplet_loss(labels, x)) == 0.0
     assert float(symm_lifted_structure.symm_lifted_structure_loss(labels, x)) == 0.0
