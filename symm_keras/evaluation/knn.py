@@ -58,8 +58,6 @@ def resolve_backend(backend):
     return backend
 
 
-_check_backend = resolve_backend
-
 
 def _check_k(k, num_queries, num_references, exclude_self):
     gallery = num_references - 1 if exclude_self else num_references
@@ -165,7 +163,7 @@ def score_blocks(queries, references=None, metric="cosine", block_size=None, bac
     callers that discount the query themselves). Tensors of the active Keras backend for
     ``backend="keras"``, numpy arrays for ``"numpy"``.
     """
-    backend = _check_backend(backend)
+    backend = resolve_backend(backend)
     queries, references, metric = _prepare(queries, references, metric)
     num_references = queries.shape[0] if references is None else references.shape[0]
     if block_size is None:
@@ -227,7 +225,7 @@ def knn_blocks(queries, k, references=None, metric="cosine", block_size=None, ba
 
     ``indices[i]`` are the references of query ``start + i``, nearest first.
     """
-    backend = _check_backend(backend)
+    backend = resolve_backend(backend)
     checked_queries = check_embeddings(queries, "queries")
     num_references = checked_queries.shape[0] if references is None else np.shape(references)[0]
     k = _check_k(k, checked_queries.shape[0], num_references, references is None)

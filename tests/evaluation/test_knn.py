@@ -76,3 +76,15 @@ def test_default_block_size_bounds_the_block():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         exact_knn(np.eye(5, 2), **kwargs)
+
+
+def test_auto_backend(monkeypatch):
+    from symm_keras.evaluation import knn, resolve_backend
+
+    monkeypatch.setattr(knn, "accelerator_present", lambda: False)
+    assert resolve_backend("auto") == "numpy"
+    monkeypatch.setattr(knn, "accelerator_present", lambda: True)
+    assert resolve_backend("auto") == "keras"
+    assert resolve_backend("numpy") == "numpy"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        resolve_backend("gpu")
