@@ -266,13 +266,33 @@ class TripletFeed:
         triplets = np.asarray(triplets)
         if triplets.ndim == 2 and triplets.shape[1] == 3 and np.issubdtype(triplets.dtype, np.integer):
             inside = (triplets >= 0) & (triplets < len(self.index))
-            if inside.all():
-                triplets = triplets[self._eligible_mask[triplets].all(axis=1)]
+            if inside.all() and len(triplets):
+                keep = self._eligible_mask[triplets].all(axis=1)
+                if not keep.any():
+                    raise ValueError(f"all {len(triplets)} triplets use skipped (corrupt) rows of the index.")
+                triplets = triplets[keep]
         self.sampler.set_triplets(triplets, epoch)
 
-    def close(self):
-        """Release a prefetcher still waiting for an epoch's triplets."""
-        self.sampler.close()
+    def release(self):
+        """Make a prefetcher waiting now for an epoch's triplets give up (training ended)."""
+        self.sampler.release()
+
+    def release_callback(self):
+        """A Keras callback calling :meth:`release` in ``on_train_end``.
+
+        ``fit`` deletes its data iterator after ``on_train_end``; with an
+        unbounded :meth:`dataset` the iterator's prefetcher may be waiting for
+        the epoch after the last one, and its deletion would wait ``timeout``.
+        """
+        import keras
+
+        feed = self
+
+        class ReleaseTripletFeed(keras.callbacks.Callback):
+            def on_train_end(self, logs=None):
+                feed.release()
+
+        return ReleaseTripletFeed()
 
     def dataset(self, start_step=0, num_steps=None, epochs=None, with_rows=False, num_parallel_calls=AUTOTUNE):
         """Batches from global step ``start_step``; ``epochs`` ends the feed after that many epochs.

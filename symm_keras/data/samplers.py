@@ -305,8 +305,8 @@ class TripletSampler:
     then fails with a clear error — unless ``reuse_previous=True``, where the
     latest earlier epoch's triplets are used (mining every few epochs). Bound
     the pipeline to the epochs you train (``TripletFeed.dataset(epochs=…)``),
-    or call :meth:`close` when training ends, so that the prefetcher is not
-    left waiting for an epoch that never comes.
+    or call :meth:`release` when training ends (``TripletFeed.release_callback``),
+    so that the prefetcher is not left waiting for an epoch that never comes.
     """
 
     def __init__(self, num_rows, triplets_per_batch, steps_per_epoch, seed=0, timeout=600.0, reuse_previous=False):
@@ -318,7 +318,7 @@ class TripletSampler:
         self.reuse_previous = bool(reuse_previous)
         self._triplets = {}
         self._orders = {}
-        self._closed = False
+        self._released = False  # set by release(), cleared by set_triplets()
         self._changed = threading.Condition()
 
     @property
@@ -341,6 +341,7 @@ class TripletSampler:
             raise ValueError(f"epoch must be >= 0, got {epoch}.")
         with self._changed:
             self._triplets[epoch] = triplets.astype(np.int64)
+            self._released = False
             for old in [e for e in self._triplets if e < epoch - 2]:
                 self._triplets.pop(old)
             self._orders = {k: v for k, v in self._orders.items() if k[1] in self._triplets and k[1] != epoch}
@@ -350,10 +351,10 @@ class TripletSampler:
         """The triplets epoch ``epoch`` uses (waiting for them as described above)."""
         with self._changed:
             found = self._changed.wait_for(
-                lambda: self._closed or self._lookup(epoch) is not None, timeout=self.timeout
+                lambda: self._released or self._lookup(epoch) is not None, timeout=self.timeout
             )
-            if self._closed:
-                raise RuntimeError(f"TripletSampler was closed while epoch {epoch} waited for its triplets.")
+            if self._lookup(epoch) is None and self._released:
+                raise RuntimeError(f"TripletSampler was released while epoch {epoch} waited for its triplets.")
             if not found:
                 raise RuntimeError(
                     f"TripletSampler: no triplets were set for epoch {epoch} within {self.timeout:.0f} s; "
@@ -361,10 +362,10 @@ class TripletSampler:
                 )
             return self._lookup(epoch)
 
-    def close(self):
-        """Release a pipeline still waiting for triplets (training ended early)."""
+    def release(self):
+        """Make waiting prefetchers give up (training ended), and any later wait until ``set_triplets``."""
         with self._changed:
-            self._closed = True
+            self._released = True
             self._changed.notify_all()
 
     def _lookup(self, epoch):

@@ -200,10 +200,31 @@ def test_triplet_feed_in_model_fit_with_mining_in_on_epoch_begin(cub):
     assert time.perf_counter() - start < 30, "the prefetcher must not wait for a 4th epoch"
 
 
-def test_closing_the_feed_releases_a_waiting_prefetcher():
+def test_release_frees_waiting_prefetchers_until_triplets_are_set_again():
     sampler = data.TripletSampler(num_rows=10, triplets_per_batch=1, steps_per_epoch=1, timeout=30.0)
-    threading.Timer(0.1, sampler.close).start()
+    threading.Timer(0.1, sampler.release).start()
     start = time.perf_counter()
-    with pytest.raises(RuntimeError, match="closed while epoch 0 waited"):
+    with pytest.raises(RuntimeError, match="released while epoch 0 waited"):
         sampler.batch_rows(0)
     assert time.perf_counter() - start < 10
+    with pytest.raises(RuntimeError, match="released while epoch 1 waited"):
+        sampler.batch_rows(1)  # released: later waits give up at once too
+    sampler.set_triplets(np.array([[4, 5, 6]]), epoch=2)  # new triplets: waiting works again
+    threading.Timer(0.1, sampler.set_triplets, args=(np.array([[1, 2, 3]]), 0)).start()
+    np.testing.assert_array_equal(sampler.batch_rows(0), [1, 2, 3])
+
+
+def test_unbounded_feed_in_fit_ends_promptly_with_the_release_callback(cub):
+    import keras
+
+    _, index = cub
+    train = index.train()
+    prep = data.ImagePreprocessing(crop_size=8, resize=8, mode="none")
+    # 8-step epochs: longer than the prefetch depth (JAX's build peek must not reach epoch 1)
+    feed = data.TripletFeed(train, triplets_per_batch=2, steps_per_epoch=8, preprocessing=prep, timeout=60.0)
+    feed.set_triplets(np.array([[0, 2, len(train) - 1]]), epoch=0)  # row 1 is the corrupt image
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss=lambda y, e: keras.ops.mean(keras.ops.square(e)))
+    start = time.perf_counter()
+    model.fit(feed.dataset(), steps_per_epoch=8, epochs=1, callbacks=[feed.release_callback()], verbose=0)
+    assert time.perf_counter() - start < 30, "fit waited for the prefetcher of epoch 1"
