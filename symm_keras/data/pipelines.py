@@ -212,7 +212,8 @@ class TripletFeed:
 
         feed = TripletFeed(train_index, triplets_per_batch=40, steps_per_epoch=150)
         feed.set_triplets(initial_triplets, epoch=0)      # (n, 3) rows of train_index, BEFORE fit
-        model.fit(feed.dataset(epochs=30), steps_per_epoch=feed.steps_per_epoch, epochs=30, callbacks=[...])
+        model.fit(feed.dataset(epochs=30), steps_per_epoch=feed.steps_per_epoch, epochs=30,
+                  callbacks=[mining, feed.release_callback()])
         # a callback calls feed.set_triplets(mined, epoch=e) in on_epoch_begin(e)
 
     Set epoch 0's triplets before ``fit``: Keras may pull a batch before
