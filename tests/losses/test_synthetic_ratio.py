@@ -111,9 +111,11 @@ TOY_LOSSES = [
     (SymmLiftedStructureLoss(margin=1.0), True),
     (SymmNPairLoss(), False),
     (SymmNPairLoss(pairs="paper"), False),
-    (SymmAngularLoss(), False),
-    (SymmAngularLoss(pairs="paper"), False),
+    (SymmAngularLoss(pairs="paper"), True),
 ]
+# The official angular pooling does not penalise anti-parallel positive pairs and does
+# not train from random initialisation on this problem (docs/losses.md, "Symm: paper
+# vs released code"); it is exercised by the oracle and contract tests instead.
 
 
 @pytest.mark.slow
