@@ -1,1 +1,32 @@
-"""symm_keras.losses."""
+"""Metric-learning losses: the baselines, their Symmetrical-Synthesis variants,
+DAMLRRM and Smart Mining. Each is a functional form plus a registered
+``keras.losses.Loss`` subclass (``y_true``: integer labels, ``y_pred``: embeddings).
+"""
+
+from symm_keras.losses.angular import AngularLoss, angular_loss
+from symm_keras.losses.base import EmbeddingLoss
+from symm_keras.losses.contrastive import ContrastiveLoss, contrastive_loss
+from symm_keras.losses.damlrrm import DAMLRRMLoss, damlrrm_loss
+from symm_keras.losses.lifted_structure import LiftedStructureLoss, lifted_structure_loss
+from symm_keras.losses.npair import NPairLoss, npair_loss
+from symm_keras.losses.semihard_triplet import SemiHardTripletLoss, semihard_triplet_loss
+from symm_keras.losses.smart_mining import (
+    GlobalLoss,
+    RatioTripletLoss,
+    SmartMiningLoss,
+    global_loss,
+    ratio_triplet_loss,
+    smart_mining_loss,
+)
+from symm_keras.losses.symm_angular import SymmAngularLoss, symm_angular_loss
+from symm_keras.losses.symm_lifted_structure import (
+    SymmLiftedStructureLoss,
+    symm_lifted_structure_loss,
+)
+from symm_keras.losses.symm_npair import SymmNPairLoss, symm_npair_loss
+from symm_keras.losses.symm_semihard_triplet import (
+    SymmSemiHardTripletLoss,
+    symm_semihard_triplet_loss,
+)
+from symm_keras.losses.symm_triplet import SymmTripletLoss, symm_triplet_loss
+from symm_keras.losses.triplet import TripletLoss, triplet_loss

@@ -26,7 +26,7 @@ from symm_keras.ops.labels import flatten_labels
 from symm_keras.ops.pairs import split_anchor_positive
 
 
-def _tan_squared(alpha):
+def tan_squared(alpha):
     try:
         degrees = float(alpha)
     except (TypeError, ValueError):
@@ -38,7 +38,7 @@ def _tan_squared(alpha):
 
 def angular_logits(anchors, positives, alpha=45.0):
     """``f^p`` on the diagonal, ``f^n`` off it (Symm eq. 9 / Wang et al. eq. 8)."""
-    t = _tan_squared(alpha)
+    t = tan_squared(alpha)
     n = ops.shape(anchors)[0]
     eye = ops.eye(n, dtype=anchors.dtype)
     f_p = 2.0 * (1.0 + t) * ops.matmul(anchors, ops.transpose(positives))
@@ -65,7 +65,7 @@ def angular_loss(
     Raises:
         ValueError: bad ``alpha``, or the batch is not P×2.
     """
-    _tan_squared(alpha)
+    tan_squared(alpha)
     l2_reg = check_nonnegative("l2_reg", l2_reg)
     angular_weight = check_nonnegative("angular_weight", angular_weight)
     labels = flatten_labels(y_true, y_pred)
@@ -102,7 +102,7 @@ class AngularLoss(EmbeddingLoss):
         name="angular_loss",
         **kwargs,
     ):
-        _tan_squared(alpha)
+        tan_squared(alpha)
         check_nonnegative("l2_reg", l2_reg)
         check_nonnegative("angular_weight", angular_weight)
         super().__init__(

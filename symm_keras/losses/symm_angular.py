@@ -33,7 +33,7 @@ import itertools
 from keras import ops
 
 from symm_keras.losses._validation import check_nonnegative
-from symm_keras.losses.angular import _tan_squared
+from symm_keras.losses.angular import tan_squared
 from symm_keras.losses.base import EmbeddingLoss, as_float, register
 from symm_keras.losses.npair import pair_l2_regularizer
 from symm_keras.losses.symm_npair import check_symm_pairs
@@ -60,7 +60,7 @@ def symm_angular_logits(gram, alpha=45.0, pairs="official", top_k=1):
     ``gram`` is the ``(4, N, 4, N)`` Gram tensor of ``A, P, A', P'``
     (:func:`symm_keras.ops.pooling.synthesis_gram`).
     """
-    t = _tan_squared(alpha)
+    t = tan_squared(alpha)
     c_p, c_n = 2.0 * (1.0 + t), 4.0 * t
     # dots[i, k, 4s + u] = z_{s,i} · z_{u,k}, from one matrix product.
     dots = gather_set_pairs(gram, PAPER_PAIRS)
@@ -104,7 +104,7 @@ def symm_angular_loss(
         alpha, beta, formula, force_norm: synthesis, see
             :func:`symm_keras.ops.synthesis.mirror_points`.
     """
-    _tan_squared(angle)
+    tan_squared(angle)
     check_symm_pairs(pairs, top_k)
     l2_reg = check_nonnegative("l2_reg", l2_reg)
     check_synthesis_args(alpha, beta, formula, force_norm)
@@ -147,7 +147,7 @@ class SymmAngularLoss(EmbeddingLoss):
         name="symm_angular_loss",
         **kwargs,
     ):
-        _tan_squared(angle)
+        tan_squared(angle)
         check_symm_pairs(pairs, top_k)
         check_nonnegative("l2_reg", l2_reg)
         check_synthesis_args(alpha, beta, formula, force_norm)

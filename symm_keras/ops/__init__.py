@@ -7,11 +7,30 @@ from symm_keras.ops.distances import (
     pairwise_squared_distances,
     safe_sqrt,
 )
-from symm_keras.ops.pairs import check_pk_layout, occurrence_rank, split_anchor_positive
 from symm_keras.ops.labels import (
     concrete_value,
     flatten_labels,
     negative_mask,
     positive_mask,
     same_class_mask,
+)
+from symm_keras.ops.pairs import check_pk_layout, occurrence_rank, split_anchor_positive
+from symm_keras.ops.pooling import hardest_pair_pooling, pool_gram, symm_pk_batch, synthesis_gram
+from symm_keras.ops.reductions import (
+    masked_any,
+    masked_count,
+    masked_logsumexp,
+    masked_max,
+    masked_mean,
+    masked_min,
+    masked_softplus_logsumexp,
+    masked_sum,
+    safe_mean,
+)
+from symm_keras.ops.softmax_pairs import npair_cross_entropy
+from symm_keras.ops.synthesis import (
+    mirror_coefficients,
+    mirror_points,
+    symmetric_pair_synthesis,
+    synthesize_pk_batch,
 )
