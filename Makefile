@@ -31,6 +31,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_evaluation.py
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_mining.py
+	$(PY) benchmarks/bench_damlrrm.py
+	$(PY) benchmarks/bench_train_step.py --batch_size 16 --jit_compile false
 
 reproduce-cub reproduce-cars196 reproduce-sop: $(STAMP)
 	$(PY) -m experiments.reproduce --dataset $(subst reproduce-,,$@)

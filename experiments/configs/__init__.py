@@ -21,10 +21,11 @@ import importlib
 import pkgutil
 from typing import Optional
 
+from symm_keras.evaluation import STANDARD_RECALL_KS
+
 _CONFIGS = {}
 
 DATASETS = ("cub", "cars196", "sop")
-STANDARD_RECALL_KS = {"cub": (1, 2, 4, 8), "cars196": (1, 2, 4, 8), "sop": (1, 10, 100, 1000)}
 
 
 @dataclasses.dataclass

@@ -6,7 +6,15 @@ DAMLRRM and Smart Mining. Each is a functional form plus a registered
 from symm_keras.losses.angular import AngularLoss, angular_loss
 from symm_keras.losses.base import EmbeddingLoss
 from symm_keras.losses.contrastive import ContrastiveLoss, contrastive_loss
-from symm_keras.losses.damlrrm import DAMLRRMLoss, damlrrm_loss
+from symm_keras.losses.damlrrm import (
+    DAMLRRMLoss,
+    DAMLRRMLossPart,
+    damlrrm_graph_loss,
+    damlrrm_loss,
+    damlrrm_loss_parts,
+    damlrrm_metrics,
+    damlrrm_shuffled_loss,
+)
 from symm_keras.losses.lifted_structure import LiftedStructureLoss, lifted_structure_loss
 from symm_keras.losses.npair import NPairLoss, npair_loss
 from symm_keras.losses.semihard_triplet import SemiHardTripletLoss, semihard_triplet_loss
@@ -14,6 +22,7 @@ from symm_keras.losses.smart_mining import (
     GlobalLoss,
     RatioTripletLoss,
     SmartMiningLoss,
+    TripletTrainingError,
     global_loss,
     ratio_triplet_loss,
     smart_mining_loss,
