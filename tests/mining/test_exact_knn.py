@@ -48,9 +48,9 @@ def test_self_excluded_by_index_so_duplicates_are_found():
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: exact_knn(np.zeros((5,)), 1), "matrix"),
-        (lambda: exact_knn(np.zeros((5, 2)), 5), "k must be"),
-        (lambda: exact_knn(np.zeros((5, 2)), 0), "k must be"),
+        (lambda: exact_knn(np.zeros((5,)), 1), "2-D"),
+        (lambda: exact_knn(np.zeros((5, 2)), 5), "larger than the gallery"),
+        (lambda: exact_knn(np.zeros((5, 2)), 0), "k must be a positive integer"),
         (lambda: exact_knn(np.full((5, 2), np.nan), 2), "NaN"),
         (lambda: exact_knn(np.zeros((5, 2)), 2, references=np.zeros((5, 3))), "dimension"),
         (lambda: exact_knn(np.zeros((5, 2)), 2, block_size=0), "block_size"),
