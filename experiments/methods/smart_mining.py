@@ -53,6 +53,10 @@ class ArrayTripletFeed:
     def set_triplets(self, triplets, epoch):
         self.sampler.set_triplets(triplets, epoch)
 
+    def release(self):
+        """Make a prefetcher waiting for an epoch after the last one give up."""
+        self.sampler.release()
+
     def dataset(self, start_step=0):
         import tensorflow as tf
 
@@ -114,6 +118,9 @@ def build_smart_mining(context):
                         embed_batch_size=int(options["embed_batch_size"]), seed=context.seed)
     miner.prime(0)  # epoch 0 is random: set before fit (Keras may read a batch first)
     callbacks.append(miner)
+    # fit deletes its iterator after on_train_end; the prefetcher may be waiting
+    # for the triplets of the epoch after the last one: release it first.
+    callbacks.append(keras.callbacks.LambdaCallback(on_train_end=lambda logs: feed.release()))
     halving = int(options["lr_halving_epochs"])
     if halving > 0:
         base_lr = float(cfg.lr)

@@ -48,7 +48,6 @@ def test_plan_wires_feed_callbacks_and_metric():
             config=_cfg(kapa=1.0), train_source=train_source, model=None, seed=0, logdir=""))
 
 
-@pytest.mark.slow  # a full train.py run with evaluation: minutes on a loaded 2-core machine
 def test_tiny_end_to_end_run_logs_mining(tmp_path):
     train_source, test_source = digits()
     cfg = _cfg()
