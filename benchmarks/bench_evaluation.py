@@ -16,7 +16,9 @@ K = 1, 10, 100, 1000, R-precision and MAP@R):
   search of all queries at k = max K + 1 (what an exact faiss evaluation such
   as pytorch-metric-learning's needs), metrics not included;
 * ``numpy_gemm``: numpy blocked GEMM + ``argpartition`` at k = max K + 1 per
-  block, the plain reference.
+  block, the plain reference;
+* ``torch_topk``: PyTorch on its GPU, blocked ``mm`` + ``topk`` at k = max K + 1
+  (the GPU reference; PyTorch is not a symm_keras dependency).
 
 Clustering (``--kmeans``, e.g. ``faiss,keras``): k-means with k = number of
 classes + NMI + pair-counting F1.
@@ -24,7 +26,9 @@ classes + NMI + pair-counting F1.
 Peak extra memory = the process's peak resident set during the method minus
 its resident set just before (Linux ``/proc/self/status`` VmHWM, reset through
 ``/proc/self/clear_refs``). Ratios are against ``faiss_ip`` measured in the
-same run.
+same run (``--reference`` picks another, e.g. ``torch_topk`` on a GPU);
+``--repeats 2`` times every method twice and keeps the second (compiled,
+warm) time.
 """
 
 import argparse
@@ -91,6 +95,16 @@ def numpy_gemm_top_k(x, k, block_rows=1024):
     return out
 
 
+def torch_top_k(x, k, block_rows=8192):
+    import torch
+
+    data = torch.from_numpy(x).cuda()
+    out = torch.empty((x.shape[0], k), dtype=torch.int64, device="cuda")
+    for start in range(0, x.shape[0], block_rows):
+        out[start : start + block_rows] = torch.topk(data[start : start + block_rows] @ data.T, k, dim=1).indices
+    return out.cpu().numpy()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num_items", type=int, default=60502)
@@ -102,6 +116,8 @@ def main():
     parser.add_argument("--kmeans", default="", help="comma list of sklearn,faiss,keras (empty: no clustering)")
     parser.add_argument("--kmeans_max_iter", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reference", default="faiss_ip", help="method the ratios are taken against")
+    parser.add_argument("--repeats", type=int, default=1, help="time each method this often, keep the last")
     args = parser.parse_args()
 
     import keras
@@ -125,9 +141,12 @@ def main():
             fn = lambda m=method: faiss_search(x, max(ks) + 1, m[-2:])  # noqa: E731
         elif method == "numpy_gemm":
             fn = lambda: numpy_gemm_top_k(x, max(ks) + 1)  # noqa: E731
+        elif method == "torch_topk":
+            fn = lambda: torch_top_k(x, max(ks) + 1)  # noqa: E731
         else:
             raise SystemExit(f"unknown method {method!r}")
-        result, seconds, extra = measure(fn)
+        for _ in range(args.repeats):
+            result, seconds, extra = measure(fn)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in result.items()) if isinstance(result, dict) else ""
         rows.append((f"retrieval/{method}", seconds, extra))
         print(f"retrieval/{method:10s} {seconds:9.2f} s  peak extra {extra / 2**30:6.2f} GiB  {shown}", flush=True)
@@ -137,16 +156,17 @@ def main():
             result = kmeans(x, num_classes, implementation=implementation, seed=args.seed, max_iter=args.kmeans_max_iter)
             return result, normalized_mutual_info(labels, result.assignments), pair_counting_f1(labels, result.assignments)
 
-        (result, nmi, f1), seconds, extra = measure(cluster)
+        for _ in range(args.repeats):
+            (result, nmi, f1), seconds, extra = measure(cluster)
         rows.append((f"nmi_f1/{implementation}", seconds, extra))
         print(
             f"nmi_f1/{implementation:13s} {seconds:9.2f} s  peak extra {extra / 2**30:6.2f} GiB  nmi {nmi:.4f} "
             f"f1 {f1:.4f} ({result.iterations} iterations, {result.inits} init, seed {result.seed})",
             flush=True,
         )
-    reference = dict((name, seconds) for name, seconds, _ in rows).get("retrieval/faiss_ip")
+    reference = dict((name, seconds) for name, seconds, _ in rows).get(f"retrieval/{args.reference}")
     if reference:
-        print("\ntime / faiss IndexFlatIP (same run):")
+        print(f"\ntime / retrieval/{args.reference} (same run):")
         for name, seconds, _ in rows:
             print(f"  {name:22s} {seconds / reference:6.2f}×")
 

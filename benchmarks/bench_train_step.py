@@ -17,11 +17,18 @@ images, P×2 labels (``batch/2`` classes, each twice):
 Rounds alternate the two (order swapped each round) so that load from other
 processes hits both alike; the ratio ``full / backbone`` of images/s is
 reported per round and as the median. Goal (issue 5): ratio ≥ 0.97.
+
+``--torch`` (GPU, PyTorch + torchvision installed) adds a third step to every
+round: torchvision GoogLeNet with an N-pair loss at the same batch, input size
+and precision, run by ``torch_googlenet_step.py --serve`` in a subprocess
+(give JAX part of the GPU: ``XLA_PYTHON_CLIENT_MEM_FRACTION=0.5``). Goal on
+the GPU: full step ≥ 1.2 × the PyTorch step.
 """
 
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -87,6 +94,7 @@ def main():
         "--jit_compile", default="auto", choices=["auto", "true", "false"],
         help="Keras compile(jit_compile=...); XLA on CPU is slow for convolutions under TensorFlow",
     )
+    parser.add_argument("--torch", action="store_true", help="also time torchvision GoogLeNet (GPU) each round")
     args = parser.parse_args()
     if args.batch_size % 2:
         raise SystemExit("--batch_size must be even (P×2 batches: every class twice)")
@@ -108,13 +116,23 @@ def main():
 
     for model, y in runs.values():
         time_steps(model, x, y, args.warmup)  # compile + warm caches
-    per_round = {"backbone": [], "full": []}
+    torch_worker = start_torch_worker(args, size) if args.torch else None
+    names = list(runs) + (["torch"] if torch_worker else [])
+    per_round = {name: [] for name in names}
     for r in range(args.rounds):
-        order = ["backbone", "full"] if r % 2 == 0 else ["full", "backbone"]
+        order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
+            if name == "torch":
+                torch_worker.stdin.write(f"{args.steps}\n")
+                torch_worker.stdin.flush()
+                per_round[name].append(float(torch_worker.stdout.readline()))
+                continue
             model, y = runs[name]
             seconds = time_steps(model, x, y, args.steps)
             per_round[name].append(args.steps * args.batch_size / seconds)
+    if torch_worker:
+        torch_worker.stdin.close()
+        torch_worker.wait()
 
     device = _device_name()
     print(
@@ -129,6 +147,29 @@ def main():
         print(f"{r:>5} {b:>15.2f} {f:>11.2f} {f / b:>14.3f}")
     b_med, f_med = statistics.median(per_round["backbone"]), statistics.median(per_round["full"])
     print(f"{'median':>5} {b_med:>9.2f} {f_med:>11.2f} {statistics.median(ratios):>14.3f}  (goal >= 0.97)")
+    if torch_worker:
+        print(f"{'round':>5} {'torch img/s':>15} {'full/torch':>11}")
+        torch_ratios = [f / t for f, t in zip(per_round["full"], per_round["torch"])]
+        for r, (t, ratio) in enumerate(zip(per_round["torch"], torch_ratios)):
+            print(f"{r:>5} {t:>15.2f} {ratio:>11.3f}")
+        t_med = statistics.median(per_round["torch"])
+        print(f"{'median':>5} {t_med:>15.2f} {statistics.median(torch_ratios):>11.3f}  (goal >= 1.2 on a GPU)")
+
+
+def start_torch_worker(args, size):
+    """``torch_googlenet_step.py --serve`` at this run's settings, warmed up and waiting for step counts."""
+    precision = {"float32": "fp32", "mixed_bfloat16": "bf16"}.get(args.precision)
+    if precision is None:
+        raise SystemExit(f"--torch compares float32 or mixed_bfloat16, not {args.precision}")
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_googlenet_step.py")
+    worker = subprocess.Popen(
+        [sys.executable, script, "--serve", "--batch_size", str(args.batch_size), "--input_size", str(size),
+         "--embedding_dim", str(args.embedding_dim), "--precision", precision, "--warmup", str(args.warmup)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    if worker.stdout.readline().strip() != "ready":
+        raise SystemExit(f"torch_googlenet_step.py did not start (exit code {worker.wait()})")
+    return worker
 
 
 def _device_name():
