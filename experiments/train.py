@@ -350,7 +350,7 @@ def embed(model, source, batch_size):
         x, labels = source.eval_arrays()
         return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), "float32"), labels
     embeddings, labels = [], []
-    for x, y in source.eval_dataset(batch_size=batch_size):
+    for x, y in source.eval_dataset(batch_size=batch_size).as_numpy_iterator():  # numpy: JAX cannot take tf tensors
         embeddings.append(np.asarray(model.predict_on_batch(x), "float32"))
         labels.append(np.asarray(y))
     return np.concatenate(embeddings), np.concatenate(labels)
