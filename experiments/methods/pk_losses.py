@@ -18,6 +18,11 @@ compile ``symm_keras.metrics.SyntheticHardPairRatio`` (paper Fig. 7), set up
 like the loss (similarity for N-pair/angular with the loss's ``pairs``,
 squared Euclidean for triplet, Euclidean for lifted and L2 semi-hard), so the
 share of synthetic points among the selected hardest negatives is logged.
+Every method also compiles the loss's parts
+(:func:`symm_keras.metrics.loss_part_metrics`): the terms that add up to the
+loss when there are several (``npair_softmax`` + ``npair_l2``, ...) and the
+share of active hinge terms (``triplet_active_share``, ...); see
+docs/training.md for what each scalar means.
 An epoch is ``ceil(#train images / batch size)`` steps.
 """
 
@@ -93,6 +98,14 @@ def hard_pair_metric(method, loss):
     return SyntheticHardPairRatio(metric=metric, pairs=pairs, **synthesis)
 
 
+def method_metrics(method, loss):
+    """The metrics a P×K method compiles: loss parts, and the hard-pair ratio for Symm."""
+    from symm_keras.metrics import loss_part_metrics
+
+    metrics = [hard_pair_metric(method, loss)] if method.startswith("symm_") else []
+    return metrics + loss_part_metrics(loss)
+
+
 def _make_builder(method):
     def build(context):
         cfg = context.config
@@ -109,7 +122,7 @@ def _make_builder(method):
             train_batches=batches,
             loss=loss,
             steps_per_epoch=max(1, math.ceil(len(source) / (P * K))),
-            metrics=[hard_pair_metric(method, loss)] if method.startswith("symm_") else [],
+            metrics=method_metrics(method, loss),
             batch_layout="pk",
             description=f"{cls.__name__} on {P}x{K} class-balanced batches",
         )

@@ -13,6 +13,11 @@ the Symm code), as a softmax cross-entropy against ``i`` over logits that hold
 al.'s combined objective ``L_npair + angular_weight · L_ang`` (λ = 2 there).
 The official L2 term ``0.25·λ·(mean‖a‖² + mean‖p‖²)`` is added once
 (``l2_reg``, default 0.002, 0 = off). ``alpha`` is in degrees (default 45°).
+
+Parts (:func:`angular_loss_parts`, logged as ``angular_npair``,
+``angular_angular``, ``angular_l2``): ``npair`` (``L_npair``, only with
+``with_npair``) + ``angular`` (the angular term as it enters the loss:
+``angular_weight · L_ang`` when ``with_npair``, else ``L_ang``) + ``l2`` = loss.
 """
 
 import math
@@ -46,6 +51,26 @@ def angular_logits(anchors, positives, alpha=45.0):
     return eye * f_p + (1.0 - eye) * f_n
 
 
+def angular_loss_parts(
+    y_true, y_pred, alpha=45.0, l2_reg=0.002, with_npair=False, angular_weight=2.0
+):
+    """``{"loss", "npair", "angular", "l2"}`` of :func:`angular_loss` (their sum is ``loss``);
+    ``npair`` only with ``with_npair``."""
+    tan_squared(alpha)
+    l2_reg = check_nonnegative("l2_reg", l2_reg)
+    angular_weight = check_nonnegative("angular_weight", angular_weight)
+    labels = flatten_labels(y_true, y_pred)
+    x = as_float(y_pred)
+    anchors, positives, _ = split_anchor_positive(labels, x)
+    angular = softmax_cross_entropy_diagonal(angular_logits(anchors, positives, alpha))
+    l2 = pair_l2_regularizer(anchors, positives, l2_reg)
+    if not with_npair:
+        return {"loss": angular + l2, "angular": angular, "l2": l2}
+    npair = softmax_cross_entropy_diagonal(ops.matmul(anchors, ops.transpose(positives)))
+    angular = angular_weight * angular
+    return {"loss": npair + angular + l2, "npair": npair, "angular": angular, "l2": l2}
+
+
 def angular_loss(
     y_true, y_pred, alpha=45.0, l2_reg=0.002, with_npair=False, angular_weight=2.0
 ):
@@ -65,17 +90,7 @@ def angular_loss(
     Raises:
         ValueError: bad ``alpha``, or the batch is not P×2.
     """
-    tan_squared(alpha)
-    l2_reg = check_nonnegative("l2_reg", l2_reg)
-    angular_weight = check_nonnegative("angular_weight", angular_weight)
-    labels = flatten_labels(y_true, y_pred)
-    x = as_float(y_pred)
-    anchors, positives, _ = split_anchor_positive(labels, x)
-    loss = softmax_cross_entropy_diagonal(angular_logits(anchors, positives, alpha))
-    if with_npair:
-        npair = softmax_cross_entropy_diagonal(ops.matmul(anchors, ops.transpose(positives)))
-        loss = npair + angular_weight * loss
-    return loss + pair_l2_regularizer(anchors, positives, l2_reg)
+    return angular_loss_parts(y_true, y_pred, alpha, l2_reg, with_npair, angular_weight)["loss"]
 
 
 @register
@@ -92,6 +107,13 @@ class AngularLoss(EmbeddingLoss):
     batch_layout = "pk"
     images_per_class = 2
     zero_without_positives = True
+    parts_fn = staticmethod(angular_loss_parts)
+    parts_prefix = "angular"
+
+    @property
+    def summands(self):
+        """``npair`` is a term only of the combined objective (``with_npair``)."""
+        return ("npair", "angular", "l2") if self._params["with_npair"] else ("angular", "l2")
 
     def __init__(
         self,

@@ -9,15 +9,46 @@ where ``Q`` is the set of unordered pairs ``i < j``, ``y_ij = 1`` for a pair of
 the same class and ``0`` otherwise. The Symmetrical Synthesis paper cites it as
 the classic pair loss (Sec. 1). Negative pairs contribute even when the batch
 has no positive pair, so this loss is *not* 0 without positives.
+
+Parts (:func:`contrastive_loss_parts`, logged as ``contrastive_positive``,
+``contrastive_negative``, ``contrastive_active_share``): the positive-pair
+term + the negative-pair term (each already divided by ``|Q|``) = loss, and the
+share of negative pairs closer than the margin (non-zero hinge).
 """
 
 from keras import ops
 
 from symm_keras.losses._validation import check_nonnegative
-from symm_keras.losses.base import EmbeddingLoss, as_float, register
+from symm_keras.losses.base import EmbeddingLoss, active_share, as_float, register
 from symm_keras.ops.distances import pairwise_squared_distances, safe_sqrt
 from symm_keras.ops.labels import flatten_labels, negative_mask, positive_mask
 from symm_keras.ops.reductions import masked_count
+
+
+def contrastive_loss_parts(y_true, y_pred, margin=1.0):
+    """``{"loss", "positive", "negative", "active_share"}`` of :func:`contrastive_loss`.
+
+    ``positive + negative = loss``; ``active_share``: negative pairs with ``D < m``.
+    """
+    margin = check_nonnegative("margin", margin)
+    labels = flatten_labels(y_true, y_pred)
+    x = as_float(y_pred)
+    d2 = pairwise_squared_distances(x)
+    d = safe_sqrt(d2)
+    positive_pairs, negative_pairs = positive_mask(labels), negative_mask(labels)
+    positive = ops.cast(positive_pairs, x.dtype)
+    negative = ops.cast(negative_pairs, x.dtype)
+    negative_hinge = ops.relu(margin - d)
+    pairs = masked_count(ops.logical_or(positive_pairs, negative_pairs), dtype=x.dtype)
+    scale = 0.5 / ops.maximum(pairs, 1.0)
+    positive_term = ops.sum(positive * d2) * scale
+    negative_term = ops.sum(negative * ops.square(negative_hinge)) * scale
+    return {
+        "loss": 0.5 * ops.sum(positive * d2 + negative * ops.square(negative_hinge)) / ops.maximum(pairs, 1.0),
+        "positive": positive_term,
+        "negative": negative_term,
+        "active_share": active_share(negative_hinge, negative_pairs),
+    }
 
 
 def contrastive_loss(y_true, y_pred, margin=1.0):
@@ -55,6 +86,10 @@ class ContrastiveLoss(EmbeddingLoss):
     batch_layout = "pk"
     images_per_class = None
     zero_without_positives = False
+    parts_fn = staticmethod(contrastive_loss_parts)
+    summands = ("positive", "negative")
+    diagnostics = ("active_share",)
+    parts_prefix = "contrastive"
 
     def __init__(self, margin=1.0, name="contrastive_loss", **kwargs):
         check_nonnegative("margin", margin)

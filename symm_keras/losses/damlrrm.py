@@ -35,11 +35,11 @@ Ablations of the paper as options: ``terms="shuffled"`` is "OURS1" (Table 6),
 the tree).
 """
 
-import keras
 import numpy as np
 from keras import ops
 
 from symm_keras.losses.base import EmbeddingLoss, as_float, register
+from symm_keras.metrics.loss_part import LossPart
 from symm_keras.mining.prim_mst import prim_minimum_spanning_forest, tree_pair_mask
 from symm_keras.ops.distances import pairwise_distances
 from symm_keras.ops.labels import concrete_value, flatten_labels, same_class_mask
@@ -55,6 +55,7 @@ PARTS = (
     "violating_pairs",
     "mean_tree_edge",
 )
+_LOSS_OPTIONS = ("alpha", "beta", "neat_size", "images_per_class", "terms", "positive_pairs")
 
 
 def _check_options(alpha, beta, terms, positive_pairs, neat_size, images_per_class):
@@ -305,6 +306,10 @@ class DAMLRRMLoss(EmbeddingLoss):
     """
 
     batch_layout = "damlrrm"
+    parts_fn = staticmethod(damlrrm_loss_parts)
+    summands = ("graph_loss", "shuffled_loss")
+    diagnostics = ("graph_violations", "shuffled_violations", "violating_pairs", "mean_tree_edge")
+    parts_prefix = "damlrrm"
 
     def __init__(
         self,
@@ -332,14 +337,16 @@ class DAMLRRMLoss(EmbeddingLoss):
 
 
 @register
-class DAMLRRMLossPart(keras.metrics.Metric):
+class DAMLRRMLossPart(LossPart):
     """Batch-mean of one part of the DAMLRRM objective, for ``model.compile(metrics=...)``.
 
-    ``part`` is one of ``loss``, ``graph_loss``, ``shuffled_loss``,
-    ``graph_violations``, ``shuffled_violations``, ``violating_pairs``,
-    ``mean_tree_edge`` (see :func:`damlrrm_loss_parts`). The remaining
-    arguments must match the loss so the parts describe the optimised
-    objective; they end up in TensorBoard through ``keras.callbacks.TensorBoard``.
+    :class:`symm_keras.metrics.LossPart` of a :class:`DAMLRRMLoss` built from
+    the arguments. ``part`` is one of ``loss``, ``graph_loss``,
+    ``shuffled_loss``, ``graph_violations``, ``shuffled_violations``,
+    ``violating_pairs``, ``mean_tree_edge`` (see :func:`damlrrm_loss_parts`).
+    The remaining arguments must match the loss so the parts describe the
+    optimised objective; they end up in TensorBoard through
+    ``keras.callbacks.TensorBoard``.
     """
 
     def __init__(
@@ -356,31 +363,16 @@ class DAMLRRMLossPart(keras.metrics.Metric):
     ):
         if part not in PARTS:
             raise ValueError(f"part must be one of {PARTS}, got {part!r}.")
-        _check_options(alpha, beta, terms, positive_pairs, neat_size, images_per_class)
-        super().__init__(name=name or f"damlrrm_{part}", dtype=dtype)
-        self.part = part
-        self.loss_options = {
-            "alpha": float(alpha),
-            "beta": float(beta),
-            "neat_size": None if neat_size is None else int(neat_size),
-            "images_per_class": None if images_per_class is None else int(images_per_class),
-            "terms": terms,
-            "positive_pairs": positive_pairs,
-        }
-        self.total = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="total")
-        self.count = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="count")
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        value = damlrrm_loss_parts(y_true, y_pred, **self.loss_options)[self.part]
-        self.total.assign(self.total + ops.cast(value, "float32"))
-        self.count.assign(self.count + 1.0)
-
-    def result(self):
-        return self.total / ops.maximum(self.count, 1.0)
-
-    def reset_state(self):
-        self.total.assign(0.0)
-        self.count.assign(0.0)
+        loss = DAMLRRMLoss(
+            alpha=alpha,
+            beta=beta,
+            neat_size=neat_size,
+            images_per_class=images_per_class,
+            terms=terms,
+            positive_pairs=positive_pairs,
+        )
+        super().__init__(loss, part, name=name or f"damlrrm_{part}", dtype=dtype)
+        self.loss_options = {key: value for key, value in loss.get_config().items() if key in _LOSS_OPTIONS}
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype, "part": self.part, **self.loss_options}

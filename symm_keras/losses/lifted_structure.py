@@ -11,12 +11,16 @@ distances ``D``::
 combined in log space (``logaddexp`` of two masked log-sum-exps), so it stays
 finite for any distances. A pair with no negative in the batch has
 ``J = −∞`` and contributes 0; no positive pair → 0.
+
+Parts (:func:`lifted_structure_loss_parts`): ``hinge`` (the loss itself) and
+the diagnostic ``active_share`` (logged as ``lifted_active_share``): the share
+of positive pairs with ``J_ij > 0`` (those with a non-zero term).
 """
 
 from keras import ops
 
 from symm_keras.losses._validation import check_nonnegative
-from symm_keras.losses.base import EmbeddingLoss, as_float, register
+from symm_keras.losses.base import EmbeddingLoss, active_share, as_float, register
 from symm_keras.ops.distances import pairwise_distances
 from symm_keras.ops.labels import flatten_labels, negative_mask, positive_mask
 from symm_keras.ops.reductions import masked_any, masked_count, masked_logsumexp
@@ -29,17 +33,8 @@ def _logaddexp(a, b):
     return high + ops.log1p(ops.exp(-ops.abs(a - b)))
 
 
-def lifted_structure_loss(y_true, y_pred, margin=1.0):
-    """Lifted structured loss of Symm eq. 5.
-
-    Args:
-        y_true: integer class labels, shape ``(B,)`` or ``(B, 1)``.
-        y_pred: embeddings, shape ``(B, D)``.
-        margin: ``m`` (default 1.0, as Oh Song et al.), Euclidean units.
-
-    Returns:
-        Scalar loss; 0 with zero gradient when there is no positive pair.
-    """
+def _lifted_terms(y_true, y_pred, margin):
+    """``(loss, J (B, B), counted positive pairs (B, B))`` of eq. 5."""
     margin = check_nonnegative("margin", margin)
     labels = flatten_labels(y_true, y_pred)
     x = as_float(y_pred)
@@ -56,7 +51,29 @@ def lifted_structure_loss(y_true, y_pred, margin=1.0):
     # Ordered pairs count each unordered pair twice: Σ_ordered / (2·|P_ordered|)
     # equals Σ_unordered / (2·|P|) of eq. 5.
     total = ops.sum(ops.where(counted, per_pair, ops.zeros_like(per_pair)))
-    return total / ops.maximum(2.0 * masked_count(positive, dtype=x.dtype), 1.0)
+    return total / ops.maximum(2.0 * masked_count(positive, dtype=x.dtype), 1.0), j, counted, positive
+
+
+def lifted_structure_loss_parts(y_true, y_pred, margin=1.0):
+    """``{"loss", "hinge", "active_share"}`` of :func:`lifted_structure_loss`."""
+    loss, j, counted, positive = _lifted_terms(y_true, y_pred, margin)
+    # Over every positive pair: one without negatives is counted as inactive.
+    active = ops.where(counted, j, ops.zeros_like(j))
+    return {"loss": loss, "hinge": loss, "active_share": active_share(active, positive)}
+
+
+def lifted_structure_loss(y_true, y_pred, margin=1.0):
+    """Lifted structured loss of Symm eq. 5.
+
+    Args:
+        y_true: integer class labels, shape ``(B,)`` or ``(B, 1)``.
+        y_pred: embeddings, shape ``(B, D)``.
+        margin: ``m`` (default 1.0, as Oh Song et al.), Euclidean units.
+
+    Returns:
+        Scalar loss; 0 with zero gradient when there is no positive pair.
+    """
+    return _lifted_terms(y_true, y_pred, margin)[0]
 
 
 @register
@@ -70,6 +87,10 @@ class LiftedStructureLoss(EmbeddingLoss):
     batch_layout = "pk"
     images_per_class = None
     zero_without_positives = True
+    parts_fn = staticmethod(lifted_structure_loss_parts)
+    summands = ("hinge",)
+    diagnostics = ("active_share",)
+    parts_prefix = "lifted"
 
     def __init__(self, margin=1.0, name="lifted_structure_loss", **kwargs):
         check_nonnegative("margin", margin)

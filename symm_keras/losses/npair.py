@@ -14,6 +14,9 @@ plus the official regulariser on the raw (not L2-normalised) features::
 
 (``l2_reg=0`` switches it off). ``symmetric=True`` averages the anchor→positive
 cross-entropy with the positive→anchor one (columns of ``S``).
+
+Parts (:func:`npair_loss_parts`, logged as ``npair_softmax``, ``npair_l2``):
+``softmax`` (eq. 7, the cross-entropy term) + ``l2`` (the regulariser) = loss.
 """
 
 from keras import ops
@@ -39,6 +42,20 @@ def softmax_cross_entropy_diagonal(logits):
     return safe_mean(ops.logsumexp(logits, axis=1) - diagonal)
 
 
+def npair_loss_parts(y_true, y_pred, l2_reg=0.002, symmetric=False):
+    """``{"loss", "softmax", "l2"}`` of :func:`npair_loss`: ``loss = softmax + l2``."""
+    l2_reg = check_nonnegative("l2_reg", l2_reg)
+    labels = flatten_labels(y_true, y_pred)
+    x = as_float(y_pred)
+    anchors, positives, _ = split_anchor_positive(labels, x)
+    logits = ops.matmul(anchors, ops.transpose(positives))
+    softmax = softmax_cross_entropy_diagonal(logits)
+    if symmetric:
+        softmax = 0.5 * (softmax + softmax_cross_entropy_diagonal(ops.transpose(logits)))
+    l2 = pair_l2_regularizer(anchors, positives, l2_reg)
+    return {"loss": softmax + l2, "softmax": softmax, "l2": l2}
+
+
 def npair_loss(y_true, y_pred, l2_reg=0.002, symmetric=False):
     """Multi-class N-pair loss of Symm eq. 7 with the official L2 term.
 
@@ -55,15 +72,7 @@ def npair_loss(y_true, y_pred, l2_reg=0.002, symmetric=False):
     Raises:
         ValueError: the batch is not P×2 (checked when labels are concrete).
     """
-    l2_reg = check_nonnegative("l2_reg", l2_reg)
-    labels = flatten_labels(y_true, y_pred)
-    x = as_float(y_pred)
-    anchors, positives, _ = split_anchor_positive(labels, x)
-    logits = ops.matmul(anchors, ops.transpose(positives))
-    loss = softmax_cross_entropy_diagonal(logits)
-    if symmetric:
-        loss = 0.5 * (loss + softmax_cross_entropy_diagonal(ops.transpose(logits)))
-    return loss + pair_l2_regularizer(anchors, positives, l2_reg)
+    return npair_loss_parts(y_true, y_pred, l2_reg, symmetric)["loss"]
 
 
 @register
@@ -78,6 +87,9 @@ class NPairLoss(EmbeddingLoss):
     batch_layout = "pk"
     images_per_class = 2
     zero_without_positives = True
+    parts_fn = staticmethod(npair_loss_parts)
+    summands = ("softmax", "l2")
+    parts_prefix = "npair"
 
     def __init__(self, l2_reg=0.002, symmetric=False, name="npair_loss", **kwargs):
         check_nonnegative("l2_reg", l2_reg)

@@ -16,12 +16,16 @@ distances ``d`` (Euclidean by default) and the negatives ``N(a)`` of ``a``::
 The last fallback is TF Addons' ``masked_maximum`` over an empty mask; it
 yields the docstring golden value 2.4142137 for labels ``[0, 0]``, embeddings
 ``[[0, 1], [1, 0]]`` and ``m = 1``.
+
+Parts (:func:`semihard_triplet_loss_parts`): ``hinge`` (the loss itself) and
+the diagnostic ``active_share`` (logged as ``semihard_active_share``): the
+share of positive pairs ``(a, p)`` whose hinge is non-zero.
 """
 
 from keras import ops
 
 from symm_keras.losses._validation import check_choice, check_nonnegative
-from symm_keras.losses.base import EmbeddingLoss, as_float, register
+from symm_keras.losses.base import EmbeddingLoss, active_share, as_float, register
 from symm_keras.ops.distances import (
     l2_normalize,
     pairwise_distances,
@@ -51,18 +55,8 @@ def semihard_distances(x, distance_metric="L2"):
     return ops.relu(1.0 - pairwise_similarities(unit)) * off_diagonal
 
 
-def semihard_triplet_loss(y_true, y_pred, margin=1.0, distance_metric="L2"):
-    """FaceNet semi-hard triplet loss with TF Addons semantics (see module doc).
-
-    Args:
-        y_true: integer class labels, shape ``(B,)`` or ``(B, 1)``.
-        y_pred: embeddings, shape ``(B, D)``.
-        margin: ``m`` (default 1.0, as TF Addons).
-        distance_metric: ``"L2"`` (default), ``"squared-L2"`` or ``"angular"``.
-
-    Returns:
-        Scalar loss; 0 with zero gradient when the batch has no positive pair.
-    """
+def _semihard_terms(y_true, y_pred, margin, distance_metric):
+    """``(loss, hinge (B, B), positive pairs (B, B))``."""
     margin = check_nonnegative("margin", margin)
     labels = flatten_labels(y_true, y_pred)
     x = as_float(y_pred)
@@ -81,7 +75,28 @@ def semihard_triplet_loss(y_true, y_pred, margin=1.0, distance_metric="L2"):
     )
     hinge = ops.relu(margin + d - semi_hard)
     total = ops.sum(ops.where(positive, hinge, ops.zeros_like(hinge)))
-    return total / ops.maximum(masked_count(positive, dtype=x.dtype), 1.0)
+    return total / ops.maximum(masked_count(positive, dtype=x.dtype), 1.0), hinge, positive
+
+
+def semihard_triplet_loss_parts(y_true, y_pred, margin=1.0, distance_metric="L2"):
+    """``{"loss", "hinge", "active_share"}`` of :func:`semihard_triplet_loss`."""
+    loss, hinge, positive = _semihard_terms(y_true, y_pred, margin, distance_metric)
+    return {"loss": loss, "hinge": loss, "active_share": active_share(hinge, positive)}
+
+
+def semihard_triplet_loss(y_true, y_pred, margin=1.0, distance_metric="L2"):
+    """FaceNet semi-hard triplet loss with TF Addons semantics (see module doc).
+
+    Args:
+        y_true: integer class labels, shape ``(B,)`` or ``(B, 1)``.
+        y_pred: embeddings, shape ``(B, D)``.
+        margin: ``m`` (default 1.0, as TF Addons).
+        distance_metric: ``"L2"`` (default), ``"squared-L2"`` or ``"angular"``.
+
+    Returns:
+        Scalar loss; 0 with zero gradient when the batch has no positive pair.
+    """
+    return _semihard_terms(y_true, y_pred, margin, distance_metric)[0]
 
 
 @register
@@ -96,6 +111,10 @@ class SemiHardTripletLoss(EmbeddingLoss):
     batch_layout = "pk"
     images_per_class = None
     zero_without_positives = True
+    parts_fn = staticmethod(semihard_triplet_loss_parts)
+    summands = ("hinge",)
+    diagnostics = ("active_share",)
+    parts_prefix = "semihard"
 
     def __init__(self, margin=1.0, distance_metric="L2", name="semihard_triplet_loss", **kwargs):
         check_nonnegative("margin", margin)

@@ -30,6 +30,11 @@ The training error of Sec. 3.2.4, the share of triplets with a non-zero loss
 (2) (``‖a − n‖ < ‖a − p‖ + m``), is :func:`triplet_training_error`, and the
 :class:`TripletTrainingError` metric accumulates it over an epoch for the
 adaptive κ controller.
+
+Parts of the combined loss (:func:`smart_mining_loss_parts`, logged as
+``smart_mining_ratio_triplet``, ``smart_mining_global``): ``ratio_triplet``
+(``J^t``) + ``global`` (``w · J^g``, as it enters the loss) = loss; the
+diagnostic ``active_share`` is the batch's training error.
 """
 
 import keras
@@ -110,6 +115,19 @@ def smart_mining_loss(y_true, y_pred, triplet_margin=0.2, global_margin=0.01, gl
     )
 
 
+def smart_mining_loss_parts(y_true, y_pred, triplet_margin=0.2, global_margin=0.01, global_lambda=1.0,
+                            global_weight=1.0, normalize=True):
+    """``{"loss", "ratio_triplet", "global", "active_share"}`` of :func:`smart_mining_loss`."""
+    ratio = ratio_triplet_loss(y_true, y_pred, triplet_margin, normalize)
+    weighted_global = global_weight * global_loss(y_true, y_pred, global_margin, global_lambda, normalize)
+    return {
+        "loss": ratio + weighted_global,
+        "ratio_triplet": ratio,
+        "global": weighted_global,
+        "active_share": ops.cast(triplet_training_error(y_true, y_pred, triplet_margin, normalize), ratio.dtype),
+    }
+
+
 def triplet_training_error(y_true, y_pred, margin=0.2, normalize=True):
     """Share of triplets with a non-zero eq. (2) loss: ``‖a − n‖ < ‖a − p‖ + m``."""
     a, p, n = split_triplets(y_true, y_pred, normalize)
@@ -143,6 +161,10 @@ class SmartMiningLoss(EmbeddingLoss):
     """Ratio triplet loss (2) + ``global_weight`` × global loss (3); triplet batch layout."""
 
     batch_layout = TRIPLET_LAYOUT
+    parts_fn = staticmethod(smart_mining_loss_parts)
+    summands = ("ratio_triplet", "global")
+    diagnostics = ("active_share",)
+    parts_prefix = "smart_mining"
 
     def __init__(self, triplet_margin=0.2, global_margin=0.01, global_lambda=1.0, global_weight=1.0,
                  normalize=True, name="smart_mining_loss", **kwargs):

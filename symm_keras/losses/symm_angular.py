@@ -23,7 +23,9 @@ largest ``f^n_pqr`` over the 24 triplets ``Ñ(l_i, l_k)``: an unordered pair
 ``top_k > 1`` (paper mode only) keeps the ``k`` largest candidates per class
 pair as separate terms. Both add the released
 ``0.25·λ·(mean‖a‖² + mean‖p‖²)`` on raw features (``l2_reg``, default 0.002).
-As for :mod:`symm_keras.losses.symm_npair`, the official pooled positive logit
+Parts (:func:`symm_angular_loss_parts`, logged as ``symm_angular_angular``,
+``symm_angular_l2``): ``angular`` (the pooled cross-entropy of eq. 10 / the
+released code) + ``l2`` = loss. As for :mod:`symm_keras.losses.symm_npair`, the official pooled positive logit
 does not penalise anti-parallel pairs, so it trains slowly from random
 initialisation (see docs/losses.md).
 """
@@ -79,6 +81,34 @@ def symm_angular_logits(gram, alpha=45.0, pairs="official", top_k=1):
     return positive, negatives
 
 
+def symm_angular_loss_parts(
+    y_true,
+    y_pred,
+    angle=45.0,
+    pairs="official",
+    l2_reg=0.002,
+    top_k=1,
+    alpha=2.0,
+    beta=1.0,
+    formula="paper",
+    force_norm=None,
+):
+    """``{"loss", "angular", "l2"}`` of :func:`symm_angular_loss`: ``loss = angular + l2``."""
+    tan_squared(angle)
+    check_symm_pairs(pairs, top_k)
+    l2_reg = check_nonnegative("l2_reg", l2_reg)
+    check_synthesis_args(alpha, beta, formula, force_norm)
+    labels = flatten_labels(y_true, y_pred)
+    x = as_float(y_pred)
+    batch = symm_pk_batch(labels, x, alpha=alpha, beta=beta, formula=formula, force_norm=force_norm)
+    pair_labels, pair_valid = batch.pair_labels, batch.pair_valid
+    positive, negative = symm_angular_logits(batch.gram, alpha=angle, pairs=pairs, top_k=top_k)
+    negatives = class_pair_negatives(pair_labels, pair_valid)
+    angular = npair_cross_entropy(positive, negative, negatives, anchor_mask=pair_valid)
+    l2 = pair_l2_regularizer(batch.anchors, batch.positives, l2_reg)
+    return {"loss": angular + l2, "angular": angular, "l2": l2}
+
+
 def symm_angular_loss(
     y_true,
     y_pred,
@@ -104,18 +134,9 @@ def symm_angular_loss(
         alpha, beta, formula, force_norm: synthesis, see
             :func:`symm_keras.ops.synthesis.mirror_points`.
     """
-    tan_squared(angle)
-    check_symm_pairs(pairs, top_k)
-    l2_reg = check_nonnegative("l2_reg", l2_reg)
-    check_synthesis_args(alpha, beta, formula, force_norm)
-    labels = flatten_labels(y_true, y_pred)
-    x = as_float(y_pred)
-    batch = symm_pk_batch(labels, x, alpha=alpha, beta=beta, formula=formula, force_norm=force_norm)
-    pair_labels, pair_valid = batch.pair_labels, batch.pair_valid
-    positive, negative = symm_angular_logits(batch.gram, alpha=angle, pairs=pairs, top_k=top_k)
-    negatives = class_pair_negatives(pair_labels, pair_valid)
-    loss = npair_cross_entropy(positive, negative, negatives, anchor_mask=pair_valid)
-    return loss + pair_l2_regularizer(batch.anchors, batch.positives, l2_reg)
+    return symm_angular_loss_parts(
+        y_true, y_pred, angle, pairs, l2_reg, top_k, alpha, beta, formula, force_norm
+    )["loss"]
 
 
 @register
@@ -133,6 +154,9 @@ class SymmAngularLoss(EmbeddingLoss):
     batch_layout = "pk"
     images_per_class = 2
     zero_without_positives = True
+    parts_fn = staticmethod(symm_angular_loss_parts)
+    summands = ("angular", "l2")
+    parts_prefix = "symm_angular"
 
     def __init__(
         self,

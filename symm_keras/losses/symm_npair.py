@@ -25,6 +25,10 @@ the released code's ``0.25·λ·(mean‖a‖² + mean‖p‖²)`` on the raw fea
 (``l2_reg = λ``, default 0.002; 0 switches it off); the paper feeds N-pair
 non-normalised embeddings.
 
+Parts (:func:`symm_npair_loss_parts`, logged as ``symm_npair_softmax``,
+``symm_npair_l2``): ``softmax`` (the pooled cross-entropy of eq. 8 / the
+released code) + ``l2`` (the regulariser) = loss.
+
 Note on ``"official"``: its pooled positive logit includes ``a·a' = ‖a‖² cos 2θ``,
 which is maximal again for an anti-parallel pair ``a = −p``, so from random
 initialisation it learns much more slowly than ``"paper"`` (docs/losses.md,
@@ -54,6 +58,36 @@ def check_symm_pairs(pairs, top_k):
         )
 
 
+def symm_npair_loss_parts(
+    y_true,
+    y_pred,
+    pairs="official",
+    l2_reg=0.002,
+    top_k=1,
+    alpha=2.0,
+    beta=1.0,
+    formula="paper",
+    force_norm=None,
+):
+    """``{"loss", "softmax", "l2"}`` of :func:`symm_npair_loss`: ``loss = softmax + l2``."""
+    check_symm_pairs(pairs, top_k)
+    l2_reg = check_nonnegative("l2_reg", l2_reg)
+    check_synthesis_args(alpha, beta, formula, force_norm)
+    labels = flatten_labels(y_true, y_pred)
+    x = as_float(y_pred)
+    batch = symm_pk_batch(labels, x, alpha=alpha, beta=beta, formula=formula, force_norm=force_norm)
+    pair_labels, pair_valid = batch.pair_labels, batch.pair_valid
+    pooled, _ = pool_gram(batch.gram, metric="similarity", pairs=pairs, top_k=top_k)
+    if pairs == "official":
+        positive = ops.diagonal(pooled)
+    else:
+        positive = ops.sum(batch.anchors * batch.positives, axis=-1)
+    negatives = class_pair_negatives(pair_labels, pair_valid)
+    softmax = npair_cross_entropy(positive, pooled, negatives, anchor_mask=pair_valid)
+    l2 = pair_l2_regularizer(batch.anchors, batch.positives, l2_reg)
+    return {"loss": softmax + l2, "softmax": softmax, "l2": l2}
+
+
 def symm_npair_loss(
     y_true,
     y_pred,
@@ -77,21 +111,9 @@ def symm_npair_loss(
         alpha, beta, formula, force_norm: synthesis, see
             :func:`symm_keras.ops.synthesis.mirror_points`.
     """
-    check_symm_pairs(pairs, top_k)
-    l2_reg = check_nonnegative("l2_reg", l2_reg)
-    check_synthesis_args(alpha, beta, formula, force_norm)
-    labels = flatten_labels(y_true, y_pred)
-    x = as_float(y_pred)
-    batch = symm_pk_batch(labels, x, alpha=alpha, beta=beta, formula=formula, force_norm=force_norm)
-    pair_labels, pair_valid = batch.pair_labels, batch.pair_valid
-    pooled, _ = pool_gram(batch.gram, metric="similarity", pairs=pairs, top_k=top_k)
-    if pairs == "official":
-        positive = ops.diagonal(pooled)
-    else:
-        positive = ops.sum(batch.anchors * batch.positives, axis=-1)
-    negatives = class_pair_negatives(pair_labels, pair_valid)
-    loss = npair_cross_entropy(positive, pooled, negatives, anchor_mask=pair_valid)
-    return loss + pair_l2_regularizer(batch.anchors, batch.positives, l2_reg)
+    return symm_npair_loss_parts(
+        y_true, y_pred, pairs, l2_reg, top_k, alpha, beta, formula, force_norm
+    )["loss"]
 
 
 @register
@@ -108,6 +130,9 @@ class SymmNPairLoss(EmbeddingLoss):
     batch_layout = "pk"
     images_per_class = 2
     zero_without_positives = True
+    parts_fn = staticmethod(symm_npair_loss_parts)
+    summands = ("softmax", "l2")
+    parts_prefix = "symm_npair"
 
     def __init__(
         self,

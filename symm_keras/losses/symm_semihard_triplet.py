@@ -19,12 +19,16 @@ Both orientations ``(a, p)`` and ``(p, a)`` of a pair give the same term, so
 the mean over ordered pairs equals the mean over classes. ``top_k > 1`` adds
 the ``k`` hardest pairs of each class pair to the candidates (Fig. 5).
 ``distance_metric`` is ``"L2"`` (default, Euclidean) or ``"squared-L2"``.
+
+Parts (:func:`symm_semihard_triplet_loss_parts`): ``hinge`` (the loss itself)
+and the diagnostic ``active_share`` (logged as ``symm_semihard_active_share``):
+the share of classes (positive pairs) whose hinge is non-zero.
 """
 
 from keras import ops
 
 from symm_keras.losses._validation import check_choice, check_nonnegative
-from symm_keras.losses.base import EmbeddingLoss, as_float, register
+from symm_keras.losses.base import EmbeddingLoss, active_share, as_float, register
 from symm_keras.ops.distances import safe_sqrt
 from symm_keras.ops.labels import flatten_labels
 from symm_keras.ops.pooling import check_top_k, pool_gram, symm_pk_batch
@@ -34,28 +38,8 @@ from symm_keras.ops.synthesis import check_synthesis_args, class_pair_negatives
 SYMM_DISTANCE_METRICS = {"L2": "euclidean", "squared-L2": "squared_euclidean"}
 
 
-def symm_semihard_triplet_loss(
-    y_true,
-    y_pred,
-    margin=1.0,
-    distance_metric="L2",
-    top_k=1,
-    alpha=2.0,
-    beta=1.0,
-    formula="paper",
-    force_norm=None,
-):
-    """Symm + semi-hard triplet loss of a P×2 batch (see the module docstring).
-
-    Args:
-        y_true: integer labels ``(B,)``/``(B, 1)``, every class exactly twice.
-        y_pred: embeddings ``(B, D)``.
-        margin: ``m`` (default 1.0, as TF Addons).
-        distance_metric: ``"L2"`` (default) or ``"squared-L2"``.
-        top_k: hardest pairs per class pair used as candidates (default 1).
-        alpha, beta, formula, force_norm: synthesis, see
-            :func:`symm_keras.ops.synthesis.mirror_points`.
-    """
+def _symm_semihard_terms(y_true, y_pred, margin, distance_metric, top_k, alpha, beta, formula, force_norm):
+    """``(loss, hinge (N,), valid classes (N,))``."""
     margin = check_nonnegative("margin", margin)
     check_choice("distance_metric", distance_metric, tuple(SYMM_DISTANCE_METRICS))
     check_synthesis_args(alpha, beta, formula, force_norm)
@@ -83,7 +67,52 @@ def symm_semihard_triplet_loss(
     semi_hard = ops.where(masked_any(outside, axis=1), nearest_outside, hardest_inside)
     hinge = ops.relu(margin + d_ap - semi_hard)
     total = ops.sum(ops.where(pair_valid, hinge, ops.zeros_like(hinge)))
-    return total / ops.maximum(ops.sum(ops.cast(pair_valid, x.dtype)), 1.0)
+    return total / ops.maximum(ops.sum(ops.cast(pair_valid, x.dtype)), 1.0), hinge, pair_valid
+
+
+def symm_semihard_triplet_loss_parts(
+    y_true,
+    y_pred,
+    margin=1.0,
+    distance_metric="L2",
+    top_k=1,
+    alpha=2.0,
+    beta=1.0,
+    formula="paper",
+    force_norm=None,
+):
+    """``{"loss", "hinge", "active_share"}`` of :func:`symm_semihard_triplet_loss`."""
+    loss, hinge, valid = _symm_semihard_terms(
+        y_true, y_pred, margin, distance_metric, top_k, alpha, beta, formula, force_norm
+    )
+    return {"loss": loss, "hinge": loss, "active_share": active_share(hinge, valid)}
+
+
+def symm_semihard_triplet_loss(
+    y_true,
+    y_pred,
+    margin=1.0,
+    distance_metric="L2",
+    top_k=1,
+    alpha=2.0,
+    beta=1.0,
+    formula="paper",
+    force_norm=None,
+):
+    """Symm + semi-hard triplet loss of a P×2 batch (see the module docstring).
+
+    Args:
+        y_true: integer labels ``(B,)``/``(B, 1)``, every class exactly twice.
+        y_pred: embeddings ``(B, D)``.
+        margin: ``m`` (default 1.0, as TF Addons).
+        distance_metric: ``"L2"`` (default) or ``"squared-L2"``.
+        top_k: hardest pairs per class pair used as candidates (default 1).
+        alpha, beta, formula, force_norm: synthesis, see
+            :func:`symm_keras.ops.synthesis.mirror_points`.
+    """
+    return _symm_semihard_terms(
+        y_true, y_pred, margin, distance_metric, top_k, alpha, beta, formula, force_norm
+    )[0]
 
 
 @register
@@ -100,6 +129,10 @@ class SymmSemiHardTripletLoss(EmbeddingLoss):
     batch_layout = "pk"
     images_per_class = 2
     zero_without_positives = True
+    parts_fn = staticmethod(symm_semihard_triplet_loss_parts)
+    summands = ("hinge",)
+    diagnostics = ("active_share",)
+    parts_prefix = "symm_semihard"
 
     def __init__(
         self,

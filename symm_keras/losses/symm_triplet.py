@@ -15,12 +15,16 @@ distance; ``average="triplets"`` divides by the number of those terms
 instead of ``|P|``. ``top_k > 1`` keeps the ``k`` hardest pairs of each class
 pair as separate negative terms (paper Fig. 5). The paper uses L2-normalised
 embeddings (end the model with :class:`symm_keras.layers.L2Normalize`).
+
+Parts (:func:`symm_triplet_loss_parts`): ``hinge`` (the loss itself) and the
+diagnostic ``active_share`` (logged as ``symm_triplet_active_share``): the
+share of (class, negative class[, k-th hardest pair]) terms with a non-zero hinge.
 """
 
 from keras import ops
 
 from symm_keras.losses._validation import check_choice, check_nonnegative
-from symm_keras.losses.base import EmbeddingLoss, as_float, register
+from symm_keras.losses.base import EmbeddingLoss, active_share, as_float, register
 from symm_keras.ops.labels import flatten_labels
 from symm_keras.ops.pooling import check_top_k, pool_gram, symm_pk_batch
 from symm_keras.ops.synthesis import check_synthesis_args, class_pair_negatives
@@ -29,28 +33,8 @@ TRIPLET_AVERAGES = ("pairs", "triplets")
 IMAGES_PER_CLASS = 2
 
 
-def symm_triplet_loss(
-    y_true,
-    y_pred,
-    margin=0.2,
-    average="pairs",
-    top_k=1,
-    alpha=2.0,
-    beta=1.0,
-    formula="paper",
-    force_norm=None,
-):
-    """Symm + triplet loss (eq. 4) of a P×2 batch.
-
-    Args:
-        y_true: integer labels ``(B,)``/``(B, 1)``, every class exactly twice.
-        y_pred: embeddings ``(B, D)``.
-        margin: ``m`` in squared-distance units (default 0.2).
-        average: ``"pairs"`` (÷|P|, eq. 4) or ``"triplets"`` (÷ #terms).
-        top_k: hardest pairs kept per class pair (1 = eq. 4).
-        alpha, beta, formula, force_norm: synthesis, see
-            :func:`symm_keras.ops.synthesis.mirror_points`.
-    """
+def _symm_triplet_terms(y_true, y_pred, margin, average, top_k, alpha, beta, formula, force_norm):
+    """``(loss, hinge, negatives)``: the terms of eq. 4 and which are real."""
     margin = check_nonnegative("margin", margin)
     check_choice("average", average, TRIPLET_AVERAGES)
     check_synthesis_args(alpha, beta, formula, force_norm)
@@ -75,7 +59,52 @@ def symm_triplet_loss(
         count = float(IMAGES_PER_CLASS * IMAGES_PER_CLASS) * ops.sum(
             ops.cast(negatives, x.dtype) * ops.ones_like(hinge)
         )
-    return total / ops.maximum(count, 1.0)
+    return total / ops.maximum(count, 1.0), hinge, negatives
+
+
+def symm_triplet_loss_parts(
+    y_true,
+    y_pred,
+    margin=0.2,
+    average="pairs",
+    top_k=1,
+    alpha=2.0,
+    beta=1.0,
+    formula="paper",
+    force_norm=None,
+):
+    """``{"loss", "hinge", "active_share"}`` of :func:`symm_triplet_loss`."""
+    loss, hinge, negatives = _symm_triplet_terms(
+        y_true, y_pred, margin, average, top_k, alpha, beta, formula, force_norm
+    )
+    return {"loss": loss, "hinge": loss, "active_share": active_share(hinge, negatives)}
+
+
+def symm_triplet_loss(
+    y_true,
+    y_pred,
+    margin=0.2,
+    average="pairs",
+    top_k=1,
+    alpha=2.0,
+    beta=1.0,
+    formula="paper",
+    force_norm=None,
+):
+    """Symm + triplet loss (eq. 4) of a P×2 batch.
+
+    Args:
+        y_true: integer labels ``(B,)``/``(B, 1)``, every class exactly twice.
+        y_pred: embeddings ``(B, D)``.
+        margin: ``m`` in squared-distance units (default 0.2).
+        average: ``"pairs"`` (÷|P|, eq. 4) or ``"triplets"`` (÷ #terms).
+        top_k: hardest pairs kept per class pair (1 = eq. 4).
+        alpha, beta, formula, force_norm: synthesis, see
+            :func:`symm_keras.ops.synthesis.mirror_points`.
+    """
+    return _symm_triplet_terms(
+        y_true, y_pred, margin, average, top_k, alpha, beta, formula, force_norm
+    )[0]
 
 
 @register
@@ -93,6 +122,10 @@ class SymmTripletLoss(EmbeddingLoss):
     batch_layout = "pk"
     images_per_class = IMAGES_PER_CLASS
     zero_without_positives = True
+    parts_fn = staticmethod(symm_triplet_loss_parts)
+    summands = ("hinge",)
+    diagnostics = ("active_share",)
+    parts_prefix = "symm_triplet"
 
     def __init__(
         self,

@@ -11,12 +11,16 @@ L2-normalisation at the end of the model); ``m`` the margin.
 ``average="pairs"`` (default) divides by ``|P|`` exactly as eq. 3 does;
 ``average="triplets"`` divides by the number of valid triplets
 ``|{(i, j, k)}|`` instead (the "batch-all" mean). No positive pair → 0.
+
+Parts (:func:`triplet_loss_parts`): ``hinge`` (the loss itself) and the
+diagnostic ``active_share`` (logged as ``triplet_active_share``): the share of
+valid triplets ``(i, j, k)`` whose hinge is non-zero.
 """
 
 from keras import ops
 
 from symm_keras.losses._validation import check_choice, check_nonnegative
-from symm_keras.losses.base import EmbeddingLoss, as_float, register
+from symm_keras.losses.base import EmbeddingLoss, active_share, as_float, register
 from symm_keras.ops.distances import pairwise_squared_distances
 from symm_keras.ops.labels import flatten_labels, negative_mask, positive_mask
 from symm_keras.ops.reductions import masked_count
@@ -24,19 +28,8 @@ from symm_keras.ops.reductions import masked_count
 TRIPLET_AVERAGES = ("pairs", "triplets")
 
 
-def triplet_loss(y_true, y_pred, margin=0.2, average="pairs"):
-    """Triplet loss of Symm eq. 3 over every valid triplet in the batch.
-
-    Args:
-        y_true: integer class labels, shape ``(B,)`` or ``(B, 1)``.
-        y_pred: embeddings, shape ``(B, D)``.
-        margin: ``m`` in squared-distance units (default 0.2).
-        average: ``"pairs"`` (÷|P|, eq. 3) or ``"triplets"`` (÷ #valid triplets).
-
-    Returns:
-        Scalar loss; 0 with zero gradient when the batch has no positive pair
-        or no negative.
-    """
+def _triplet_terms(y_true, y_pred, margin, average):
+    """``(loss, hinge (B, B, B), valid (B, B, B))`` of eq. 3."""
     margin = check_nonnegative("margin", margin)
     check_choice("average", average, TRIPLET_AVERAGES)
     labels = flatten_labels(y_true, y_pred)
@@ -52,7 +45,29 @@ def triplet_loss(y_true, y_pred, margin=0.2, average="pairs"):
         count = masked_count(positive, dtype=x.dtype)
     else:
         count = masked_count(valid, dtype=x.dtype)
-    return total / ops.maximum(count, 1.0)
+    return total / ops.maximum(count, 1.0), hinge, valid
+
+
+def triplet_loss_parts(y_true, y_pred, margin=0.2, average="pairs"):
+    """``{"loss", "hinge", "active_share"}`` of :func:`triplet_loss` (``hinge`` = ``loss``)."""
+    loss, hinge, valid = _triplet_terms(y_true, y_pred, margin, average)
+    return {"loss": loss, "hinge": loss, "active_share": active_share(hinge, valid)}
+
+
+def triplet_loss(y_true, y_pred, margin=0.2, average="pairs"):
+    """Triplet loss of Symm eq. 3 over every valid triplet in the batch.
+
+    Args:
+        y_true: integer class labels, shape ``(B,)`` or ``(B, 1)``.
+        y_pred: embeddings, shape ``(B, D)``.
+        margin: ``m`` in squared-distance units (default 0.2).
+        average: ``"pairs"`` (÷|P|, eq. 3) or ``"triplets"`` (÷ #valid triplets).
+
+    Returns:
+        Scalar loss; 0 with zero gradient when the batch has no positive pair
+        or no negative.
+    """
+    return _triplet_terms(y_true, y_pred, margin, average)[0]
 
 
 @register
@@ -67,6 +82,10 @@ class TripletLoss(EmbeddingLoss):
     batch_layout = "pk"
     images_per_class = None
     zero_without_positives = True
+    parts_fn = staticmethod(triplet_loss_parts)
+    summands = ("hinge",)
+    diagnostics = ("active_share",)
+    parts_prefix = "triplet"
 
     def __init__(self, margin=0.2, average="pairs", name="triplet_loss", **kwargs):
         check_nonnegative("margin", margin)

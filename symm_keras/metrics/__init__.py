@@ -1,3 +1,5 @@
-"""Keras metrics: Symmetrical Synthesis's synthetic hard-pair ratio (paper Fig. 7)."""
+"""Keras metrics: Symmetrical Synthesis's synthetic hard-pair ratio (paper Fig. 7)
+and the parts of any loss that reports them (``LossPart``)."""
 
+from symm_keras.metrics.loss_part import LossPart, loss_part_metrics
 from symm_keras.metrics.synthetic_hard_pair_ratio import SyntheticHardPairRatio
