@@ -6,11 +6,21 @@ A checkpoint ``<logdir>/checkpoints/step-00001200/`` holds
   the layers' random-seed states) in ``model.variables`` order;
 * ``optimizer.npz`` — every optimizer variable (iteration count, learning
   rate, Adam moments, ...) in ``optimizer.variables`` order;
-* ``state.json`` — the global step, the run seed, the resolved config and the
-  evaluation history so far.
+* ``metrics.npz`` — the compiled metrics' accumulators (``model.metrics_variables``)
+  at that step, so an epoch resumed in its middle reports the same epoch
+  values (loss, loss parts, training error, ...) as an uninterrupted run;
+* ``state.json`` — the global step, the run seed, the resolved config, the
+  evaluation history so far and, under ``"callbacks"``, the state of every
+  stateful training callback;
+* ``callbacks.npz`` — the array parts of those callback states.
 
 The sampler position is the global step: methods' batch streams are
-deterministic functions of (seed, step) (see ``experiments.methods``). A
+deterministic functions of (seed, step) (see ``experiments.methods``).
+Callbacks whose decisions depend on what happened earlier in the run (the
+adaptive κ controller's history, the triplets Smart Mining mined at the start
+of the current epoch) implement ``checkpoint_state() -> dict`` (JSON values
+and numpy arrays) and ``restore_checkpoint_state(state)`` and name their
+entry with ``checkpoint_key``; :func:`stateful_callbacks` finds them. A
 checkpoint is written to a temporary directory and renamed into place, so a
 run killed while saving leaves the previous checkpoint intact.
 """
@@ -23,6 +33,7 @@ import keras
 import numpy as np
 
 _PREFIX = "step-"
+_ARRAY_SEPARATOR = "/"
 
 
 def _values(variables):
@@ -40,6 +51,36 @@ def _assign(variables, arrays, what, path):
         if tuple(value.shape) != tuple(v.shape):
             raise ValueError(f"checkpoint {path}: {what} variable {v.path} has shape {value.shape}, expected {v.shape}")
         v.assign(value)
+
+
+def stateful_callbacks(callbacks):
+    """``{checkpoint_key: callback}`` of the callbacks that carry checkpoint state."""
+    found = {}
+    for callback in callbacks or ():
+        if not (callable(getattr(callback, "checkpoint_state", None))
+                and callable(getattr(callback, "restore_checkpoint_state", None))):  # fmt: skip
+            continue
+        key = getattr(callback, "checkpoint_key", None) or type(callback).__name__
+        if key in found:
+            raise ValueError(
+                f"two training callbacks save checkpoint state under the key {key!r} "
+                f"({type(found[key]).__name__} and {type(callback).__name__}); give them distinct checkpoint_key"
+            )
+        found[key] = callback
+    return found
+
+
+def _split_state(key, state):
+    """Split one callback's state into its JSON part and its arrays."""
+    if not isinstance(state, dict):
+        raise TypeError(f"checkpoint_state() of {key!r} must return a dict, got {type(state).__name__}")
+    plain, arrays = {}, {}
+    for name, value in state.items():
+        if isinstance(value, np.ndarray):
+            arrays[f"{key}{_ARRAY_SEPARATOR}{name}"] = value
+        else:
+            plain[name] = value
+    return plain, arrays
 
 
 class CheckpointManager:
@@ -63,7 +104,9 @@ class CheckpointManager:
         found = self.all()
         return found[-1] if found else None
 
-    def save(self, step, model, optimizer, state):
+    def save(self, step, model, optimizer, state, callbacks=()):
+        """Write the checkpoint of ``step``; ``callbacks``: the run's callbacks
+        (those of :func:`stateful_callbacks` are saved with it)."""
         os.makedirs(self.directory, exist_ok=True)
         final = os.path.join(self.directory, f"{_PREFIX}{int(step):08d}")
         tmp = final + ".tmp"
@@ -71,8 +114,14 @@ class CheckpointManager:
         os.makedirs(tmp)
         np.savez(os.path.join(tmp, "model.npz"), **_values(model.variables))
         np.savez(os.path.join(tmp, "optimizer.npz"), **_values(optimizer.variables))
+        np.savez(os.path.join(tmp, "metrics.npz"), **_values(model.metrics_variables))
+        callback_states, callback_arrays = {}, {}
+        for key, callback in stateful_callbacks(callbacks).items():
+            callback_states[key], arrays = _split_state(key, callback.checkpoint_state())
+            callback_arrays.update(arrays)
+        np.savez(os.path.join(tmp, "callbacks.npz"), **callback_arrays)
         with open(os.path.join(tmp, "state.json"), "w") as f:
-            json.dump(dict(state, step=int(step)), f, indent=1, default=float)
+            json.dump(dict(state, step=int(step), callbacks=callback_states), f, indent=1, default=float)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         for old in self.all()[: -self.keep]:
@@ -85,10 +134,71 @@ class CheckpointManager:
             return json.load(f)
 
     @staticmethod
-    def restore(path, model, optimizer):
-        """Load a checkpoint into ``model`` and a built ``optimizer``; returns its state dict."""
+    def restore(path, model, optimizer, callbacks=()):
+        """Load a checkpoint into ``model``, a built ``optimizer`` and the
+        stateful ``callbacks``; returns its state dict.
+
+        A callback without an entry in the checkpoint (a checkpoint written
+        before it existed) keeps its fresh state.
+        """
         with np.load(os.path.join(path, "model.npz")) as arrays:
             _assign(model.variables, arrays, "model", path)
         with np.load(os.path.join(path, "optimizer.npz")) as arrays:
             _assign(optimizer.variables, arrays, "optimizer", path)
-        return CheckpointManager.read_state(path)
+        state = CheckpointManager.read_state(path)
+        saved = state.get("callbacks", {})
+        arrays = {}
+        array_file = os.path.join(path, "callbacks.npz")
+        if os.path.exists(array_file):
+            with np.load(array_file) as f:
+                arrays = {name: f[name] for name in f.files}
+        for key, callback in stateful_callbacks(callbacks).items():
+            if key not in saved:
+                continue
+            entry = dict(saved[key])
+            prefix = f"{key}{_ARRAY_SEPARATOR}"
+            entry.update({name[len(prefix):]: value for name, value in arrays.items() if name.startswith(prefix)})
+            callback.restore_checkpoint_state(entry)
+        return state
+
+    @staticmethod
+    def epoch_metrics_resumer(path, step, steps_per_epoch):
+        """Callback that adds the checkpoint's metric accumulators back when the
+        run resumes inside an epoch (``step`` not a multiple of ``steps_per_epoch``).
+
+        Keras resets the metrics at every epoch start, and on TensorFlow builds
+        the compiled metrics only in the first train step, so the saved sums
+        are added after the first resumed batch (put this callback first).
+        Every metric the methods compile (Keras's loss mean, ``LossPart``,
+        ``TripletTrainingError``, ``SyntheticHardPairRatio``) accumulates sums,
+        so ``saved + first batch`` is exactly what an uninterrupted run holds.
+        """
+        return _EpochMetricsResumer(os.path.join(path, "metrics.npz"), int(step), int(steps_per_epoch))
+
+
+class _EpochMetricsResumer(keras.callbacks.Callback):
+    def __init__(self, path, step, steps_per_epoch):
+        super().__init__()
+        self.path = path
+        self.epoch = step // steps_per_epoch if step % steps_per_epoch else None
+        self.armed = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.armed = self.epoch is not None and epoch == self.epoch and os.path.exists(self.path)
+        self.epoch = None  # only the first (resumed) epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.armed:
+            return
+        self.armed = False
+        variables = self.model.metrics_variables  # on JAX, reading self.model syncs the training state
+        with np.load(self.path) as arrays:
+            if len(arrays.files) != len(variables):
+                raise ValueError(
+                    f"checkpoint {os.path.dirname(self.path)}: metrics.npz has {len(arrays.files)} variables but "
+                    f"the compiled metrics have {len(variables)}; it was written by a different run"
+                )
+            for i, v in enumerate(variables):
+                v.assign(keras.ops.add(v.value, arrays[f"v{i:05d}"]))
+        if logs is not None:  # later callbacks see this batch's epoch-to-date values
+            logs.update(self.model.get_metrics_result())

@@ -506,8 +506,11 @@ def run_training(cfg, train_source, test_source, logdir, seed=0, strategy="defau
         optimizer.build(model.trainable_variables)
 
     state = {"history": [], "train_seconds": 0.0}
+    resumers = []
     if latest is not None:
-        state = manager.restore(latest, model, optimizer)
+        # Callback state (κ controller, mined triplets) and mid-epoch metric sums come back too.
+        state = manager.restore(latest, model, optimizer, callbacks=plan.callbacks)
+        resumers = [manager.epoch_metrics_resumer(latest, state["step"], plan.steps_per_epoch)]
         if verbose:
             print(f"resumed from {latest} (step {state['step']})", flush=True)
     step0 = int(state.get("step", 0))
@@ -558,9 +561,10 @@ def run_training(cfg, train_source, test_source, logdir, seed=0, strategy="defau
                 self.model  # on JAX, attaching the model syncs the in-flight training state
                 do_eval(step)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
-                manager.save(step, self.model, self.model.optimizer, snapshot())
+                manager.save(step, self.model, self.model.optimizer, snapshot(), callbacks=plan.callbacks)
 
-    callbacks = [StepCallback()] + list(plan.callbacks)
+    # StepCallback last: it logs and checkpoints after the method's callbacks saw the batch.
+    callbacks = resumers + list(plan.callbacks) + [StepCallback()]
     t_start = time.time()
     if step0 == 0 and cfg.eval_every:
         do_eval(0)
@@ -576,7 +580,7 @@ def run_training(cfg, train_source, test_source, logdir, seed=0, strategy="defau
     final_metrics, meta = do_eval(total, final=True)
     train_seconds += time.time() - t_start
     t_start = time.time()
-    manager.save(total, model, optimizer, snapshot())
+    manager.save(total, model, optimizer, snapshot(), callbacks=plan.callbacks)
     results = {
         "config": config_dict,
         "method": cfg.method,

@@ -16,9 +16,18 @@ adaptive controller's initial κ), ``adaptive``, ``target_error``,
 An epoch is ``ceil(N / triplets_per_batch)`` steps (every sample is an anchor
 about once).
 
-On resume the controller's (error, κ) history restarts empty (it refills
-after two epochs); the mined triplets themselves are a function of the
-weights and the epoch.
+Logged: ``training_error`` (the controller's input), ``kappa``,
+``mined_share``, ``mining_seconds`` and, when the global loss is on, the
+loss parts ``smart_mining_ratio_triplet`` + ``smart_mining_global`` (= loss).
+
+Resume: the κ controller's history and the triplets mined at the start of the
+current epoch are saved with every checkpoint and restored
+(``checkpoint_state`` / ``restore_checkpoint_state`` of ``AdaptiveKappa`` and
+``SmartMining``, see ``experiments/checkpoints.py``), so a killed run resumed
+with the same command mines with the same κ sequence and triplets as an
+uninterrupted one. The epoch counter is Keras's (``initial_epoch`` of the
+resumed ``fit``), so the random first epochs and the learning-rate halving
+follow the global step without saved state.
 """
 
 import math
@@ -91,6 +100,7 @@ def build_smart_mining(context):
     from symm_keras.callbacks.adaptive_kappa import AdaptiveKappa
     from symm_keras.callbacks.smart_mining import SmartMining
     from symm_keras.losses.smart_mining import SmartMiningLoss, TripletTrainingError
+    from symm_keras.metrics import loss_part_metrics
 
     cfg = context.config
     options = method_options(cfg)
@@ -129,7 +139,8 @@ def build_smart_mining(context):
         train_batches=lambda start_step: feed.dataset(start_step=start_step),
         loss=loss,
         steps_per_epoch=steps,
-        metrics=[TripletTrainingError(margin=loss.get_config()["triplet_margin"])],
+        metrics=[TripletTrainingError(margin=loss.get_config()["triplet_margin"])]
+        + (loss_part_metrics(loss, parts=("ratio_triplet", "global")) if loss.get_config()["global_weight"] else []),
         callbacks=callbacks,
         batch_layout="triplets",
         description=f"Smart Mining ({options['source']} neighbours, Algorithm 1) with {type(loss).__name__}",

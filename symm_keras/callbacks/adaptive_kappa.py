@@ -18,6 +18,15 @@ Choices where the paper is open:
   the prior slope is used instead.
 * *Bounds*: κ stays in ``[min_kappa, max_kappa]`` and changes by at most a
   factor ``max_step`` per epoch, so it cannot run away.
+
+Resume. The controller's state (the ``(e, κ)`` history, the κ chosen per
+epoch, the current fit and the running error of the epoch in progress) is
+saved with every training checkpoint through :meth:`checkpoint_state` and
+put back by :meth:`restore_checkpoint_state` (``experiments/checkpoints.py``),
+so a run killed and resumed mines with the same κ sequence as an
+uninterrupted one. A checkpoint written after the last batch of epoch ``e``
+but before ``on_epoch_end(e)`` still carries epoch ``e``'s error (the running
+value of its last batch); the pair is recorded when the next epoch starts.
 """
 
 import math
@@ -69,6 +78,42 @@ class AdaptiveKappa(keras.callbacks.Callback):
         self.pairs = {}  # epoch -> (training error, κ used)
         self.kappas = {}  # epoch -> κ chosen for it
         self.alpha, self.beta = self.initial_slope, None
+        self.running = None  # (epoch, running training error) of the epoch in progress
+
+    #: key of this callback's entry in a training checkpoint.
+    checkpoint_key = "adaptive_kappa"
+
+    def checkpoint_state(self):
+        """JSON-able state for a training checkpoint (see the module docstring)."""
+        return {
+            "pairs": [[e, err, k] for e, (err, k) in sorted(self.pairs.items())],
+            "kappas": [[e, k] for e, k in sorted(self.kappas.items())],
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "running": None if self.running is None else [self.running[0], float(self.running[1])],
+        }
+
+    def restore_checkpoint_state(self, state):
+        """Put back a :meth:`checkpoint_state` (a resumed run continues the same κ sequence)."""
+        try:
+            pairs = {int(e): (float(err), float(k)) for e, err, k in state["pairs"]}
+            kappas = {int(e): float(k) for e, k in state["kappas"]}
+            running = state.get("running")
+            running = None if running is None else (int(running[0]), float(running[1]))
+            alpha = float(state["alpha"])
+            beta = None if state["beta"] is None else float(state["beta"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"AdaptiveKappa: unreadable checkpoint state ({err!r}): {state!r}") from None
+        self.pairs, self.kappas, self.running = pairs, kappas, running
+        self.alpha, self.beta = alpha, beta
+
+    def _record_finished_epoch(self, epoch):
+        """Record the running error of an epoch before ``epoch`` that ended without ``on_epoch_end``."""
+        if self.running is None:
+            return
+        finished, error = self.running
+        if finished < epoch and finished not in self.pairs and finished >= self.start_epoch:
+            self.record(finished, float(error))
 
     def fit_line(self, pairs):
         """Least-squares ``(α, β)`` of ``κ = α e + β`` over ``[(e, κ), ...]`` with the guards above."""
@@ -89,6 +134,7 @@ class AdaptiveKappa(keras.callbacks.Callback):
         epoch = int(epoch)
         if epoch in self.kappas:
             return self.kappas[epoch]
+        self._record_finished_epoch(epoch)
         previous = [e for e in sorted(self.pairs) if e < epoch][-self.history:]
         if epoch < self.start_epoch or not previous:
             kappa = self.initial_kappa
@@ -110,7 +156,13 @@ class AdaptiveKappa(keras.callbacks.Callback):
             self.pairs[epoch] = (float(training_error), self.kappa_for_epoch(epoch))
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = int(epoch)
         self.kappa_for_epoch(epoch)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if logs is not None and self.error_key in logs and getattr(self, "_epoch", None) is not None:
+            # Kept as given (no host sync per step); converted when saved or used.
+            self.running = (self._epoch, logs[self.error_key])
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:

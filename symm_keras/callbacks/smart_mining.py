@@ -13,8 +13,13 @@ Logged into the epoch's ``logs`` (and so to TensorBoard): ``kappa``,
 ``mined_share`` (share of the epoch's triplets with a mined negative) and
 ``mining_seconds`` (embedding + neighbours + selection).
 
-The triplets depend only on the weights, the epoch and ``seed``, so a run
-resumed mid-epoch that calls ``on_epoch_begin`` again mines the same ones.
+The triplets depend only on the weights at the start of the epoch, the epoch
+and ``seed``. A run resumed at an epoch boundary re-mines the same ones from
+the restored weights; a run resumed mid-epoch cannot (its weights have moved
+on), so the epoch's triplets are saved with every training checkpoint
+(:meth:`checkpoint_state`, ``experiments/checkpoints.py``) and handed back to
+the feed by :meth:`restore_checkpoint_state`; ``on_epoch_begin`` of that epoch
+then uses them instead of mining again.
 """
 
 import time
@@ -68,6 +73,36 @@ class SmartMining(keras.callbacks.Callback):
         self.embed_batch_size = int(embed_batch_size)
         self.seed = int(seed)
         self.last = {}
+        self.epoch = None  # epoch whose triplets were handed to the feed last
+        self.triplets = None
+        self._restored = None
+
+    #: key of this callback's entry in a training checkpoint.
+    checkpoint_key = "smart_mining"
+
+    def checkpoint_state(self):
+        """The current epoch's triplets and logged values (``triplets`` is a numpy array)."""
+        if self.epoch is None:
+            return {"epoch": None}
+        return {"epoch": int(self.epoch), "triplets": np.asarray(self.triplets), **self.last}
+
+    def restore_checkpoint_state(self, state):
+        """Take back :meth:`checkpoint_state`: epoch ``state["epoch"]`` resumes with its saved triplets."""
+        if state.get("epoch") is None:
+            return
+        triplets = np.asarray(state.get("triplets"))
+        if triplets.ndim != 2 or triplets.shape[1] != 3:
+            raise ValueError(f"SmartMining: checkpoint state holds triplets of shape {triplets.shape}, expected (n, 3).")
+        if triplets.size and triplets.max() >= self.labels.size:
+            raise ValueError(
+                f"SmartMining: checkpoint triplets index row {int(triplets.max())} but the training set has "
+                f"{self.labels.size} rows (a checkpoint of another dataset?)."
+            )
+        epoch = int(state["epoch"])
+        self._restored = (epoch, triplets, {k: state[k] for k in ("kappa", "mined_share", "mining_seconds") if k in state})
+        # The pipeline may ask for a batch before on_epoch_begin (JAX builds from one).
+        self.feed.set_triplets(triplets, epoch=epoch)
+        self.epoch, self.triplets, self.last = epoch, triplets, dict(self._restored[2])
 
     def current_kappa(self, epoch):
         if hasattr(self.kappa, "kappa_for_epoch"):
@@ -117,9 +152,15 @@ class SmartMining(keras.callbacks.Callback):
         return False
 
     def on_epoch_begin(self, epoch, logs=None):
+        restored, self._restored = self._restored, None
+        if restored is not None and restored[0] == int(epoch):
+            _, self.triplets, self.last = restored[0], restored[1], dict(restored[2])
+            self.epoch = int(epoch)
+            return
         start = time.perf_counter()
         triplets, kappa = self.mine(epoch)
         self.feed.set_triplets(triplets.triplets, epoch=epoch)
+        self.epoch, self.triplets = int(epoch), triplets.triplets
         self.last = {
             "kappa": kappa,
             "mined_share": triplets.mined_share,
