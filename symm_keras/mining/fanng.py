@@ -22,7 +22,9 @@ vertex ``a`` and every two of its neighbours ``b, c``:
 ``d(b, c) ≥ max(d(a, b), d(a, c))`` (no edge is occluded by another).
 Why traverse-add keeps this: the greedy search stopped at ``u``, so no
 neighbour ``c`` of ``u`` is closer to ``q`` than ``u`` (the new edge is not
-occluded), and the edges the new one occludes are removed.
+occluded), and the edges the new one occludes are removed. In a batched build
+(below) ``u`` may have gained edges since its search; the merge re-checks them
+and skips an edge ``u → q`` that one of them now occludes.
 
 Distances are squared Euclidean (the Smart Mining paper, Fig. 2); orderings and
 the occlusion rule are the same as for Euclidean distance.
@@ -49,15 +51,29 @@ Details the papers leave open, and what this module chooses:
 * *Neighbour lists* exclude the query vertex itself. If the budget or a
   disconnected graph yields fewer than ``k`` vertices, the rest of the row is
   ``-1`` with distance ``inf``.
-* *Parallelism*: the build is sequential (it mutates the graph); the
-  neighbour-list searches do not modify the graph and run in parallel threads
-  (the paper notes they can).
+* *Parallelism* (ours): traverse-add runs in batches of ``batch_size``
+  random pairs (default ``min(4096, N // 16)``). The batch's greedy searches
+  run in parallel threads on the graph as it was at the start of the batch;
+  their results are then merged one by one in pair order: the success window
+  records each search, and a failed search at ``u`` adds ``u → q`` (with the
+  occlusion re-check above when ``u`` changed earlier in the batch). The build
+  may stop in the middle of a batch (the rest of it is discarded). A batch of
+  ``1`` is the sequential FANNG Alg. 4; any batch size gives a graph that
+  depends only on the embeddings, the seed and the batch size, never on the
+  thread count. The neighbour-list searches do not modify the graph and run
+  in parallel threads (the Smart Mining paper notes they can).
+* *Locality order* (ours): by default the vertices are renumbered in a
+  random-projection-tree order (:func:`locality_order`) before the build, so
+  that neighbouring vertices share cache lines and pages; the random pairs
+  are drawn in that numbering. Results are reported in sample ids.
 
 Speed: both loops are compiled with numba (a dependency of pynndescent; install
 ``symm_keras[ann]``). Plain Python loops would take hours at SOP size.
 """
 
+import contextlib
 import dataclasses
+import functools
 import math
 import time
 import warnings
@@ -94,97 +110,151 @@ if numba is not None:
         return s
 
     @_jit
-    def _traverse_add(x, adj, lens, deg, pairs, window, state, target_hits, seen, seen_d):
-        """Traverse-add over ``pairs``; see module docstring.
+    def _greedy(x, adj, deg, q, v, stamp, seen, seen_d):
+        """FANNG Alg. 2 from ``v`` towards ``q``: returns (stop vertex, its distance, found, calcs)."""
+        cur = v
+        dcur = _sqdist(x, cur, q)
+        calcs = 1
+        seen[cur] = stamp
+        seen_d[cur] = dcur
+        while True:
+            best = -1
+            best_d = dcur
+            for e in range(deg[cur]):
+                n = adj[cur, e]
+                if n == q:  # distance 0: greedy moves to the target and stops there
+                    return q, np.float32(0.0), True, calcs
+                if seen[n] == stamp:
+                    d = seen_d[n]
+                else:
+                    d = _sqdist(x, n, q)
+                    seen[n] = stamp
+                    seen_d[n] = d
+                    calcs += 1
+                if d < best_d:
+                    best_d = d
+                    best = n
+            if best < 0:
+                return cur, dcur, cur == q, calcs
+            cur = best
+            dcur = best_d
 
-        ``state`` = [window position, hits in window, searches recorded,
-        edges added, distance calculations, search stamp]. ``seen``/``seen_d``
-        cache each search's distances to its target (a vertex reached twice
-        is not recomputed). Returns (pairs consumed, status).
+    @_jit
+    def _search_slot(x, adj, deg, pairs, lo, first, last, stamp0, seen, seen_d, out_u, out_d,
+                     out_ok, out_calcs, occ_d):
+        """Greedy searches for batch items ``first..last-1`` (pairs ``lo + j``) on the frozen graph.
+
+        For a failed search stopping at ``u`` it also records ``d(q, b)`` for every
+        current neighbour ``b`` of ``u`` (the occlusion test of the merge). An
+        item's result depends only on the graph and its pair, not on the thread.
+        """
+        for j in range(first, last):
+            i = lo + j
+            q = pairs[i, 0]
+            stamp = stamp0 + i
+            u, du, ok, calcs = _greedy(x, adj, deg, q, pairs[i, 1], stamp, seen, seen_d)
+            if not ok:
+                for e in range(deg[u]):
+                    b = adj[u, e]
+                    if seen[b] == stamp:
+                        occ_d[j, e] = seen_d[b]
+                    else:
+                        occ_d[j, e] = _sqdist(x, q, b)
+                        calcs += 1
+            out_u[j] = u
+            out_d[j] = du
+            out_ok[j] = ok
+            out_calcs[j] = calcs
+
+    @_pjit
+    def _search_batch(x, adj, deg, pairs, lo, hi, stamp0, seen, seen_d, out_u, out_d, out_ok,
+                      out_calcs, occ_d):
+        """:func:`_search_slot` over ``pairs[lo:hi]``, split across ``seen.shape[0]`` threads."""
+        n_slots = seen.shape[0]
+        count = hi - lo
+        per = (count + n_slots - 1) // n_slots
+        for c in _prange(n_slots):
+            _search_slot(x, adj, deg, pairs, lo, c * per, min(count, (c + 1) * per), stamp0,
+                         seen[c], seen_d[c], out_u, out_d, out_ok, out_calcs, occ_d)
+
+    @_jit
+    def _merge_batch(x, adj, lens, deg, pairs, lo, hi, start, out_u, out_d, out_ok, out_calcs, occ_d,
+                     touched, batch_tag, window, state, target_hits):
+        """Apply the batch's results in pair order (deterministic); see module docstring.
+
+        ``state`` = [window position, hits in window, searches recorded, edges added,
+        distance calculations]. Returns (items consumed, status).
         """
         cap = adj.shape[1]
         w = window.shape[0]
+        dist = np.empty(cap, np.float32)
         keep_idx = np.empty(cap, np.int32)
-        for it in range(pairs.shape[0]):
-            q = pairs[it, 0]
-            cur = pairs[it, 1]
-            state[5] += 1
-            stamp = state[5]
-            dcur = _sqdist(x, cur, q)
-            calcs = 1
-            found = False
-            while not found:
-                best = -1
-                best_d = dcur
-                for e in range(deg[cur]):
-                    n = adj[cur, e]
-                    if n == q:  # distance 0: greedy moves to the target and stops there
-                        found = True
-                        break
-                    if seen[n] == stamp:
-                        d = seen_d[n]
-                    else:
-                        d = _sqdist(x, n, q)
-                        seen[n] = stamp
-                        seen_d[n] = d
-                        calcs += 1
-                    if d < best_d:
-                        best_d = d
-                        best = n
-                if found or best < 0:
-                    break
-                cur = best
-                dcur = best_d
-            success = found or cur == q
-            if not success:
-                kept = 0
-                for e in range(deg[cur]):
-                    b = adj[cur, e]
-                    if seen[b] == stamp:
-                        d = seen_d[b]
-                    else:
+        new_adj = np.empty(cap, np.int32)
+        new_len = np.empty(cap, np.float32)
+        for j in range(start, hi - lo):
+            ok = out_ok[j]
+            calcs = out_calcs[j]
+            if not ok:
+                q = pairs[lo + j, 0]
+                u = out_u[j]
+                du = out_d[j]
+                add = True
+                if touched[u] == batch_tag:  # u gained edges earlier in this batch: re-check
+                    for e in range(deg[u]):
+                        b = adj[u, e]
+                        if b == q:
+                            add = False
+                            break
                         d = _sqdist(x, q, b)
                         calcs += 1
-                    if not (d < lens[cur, e]):  # q occludes cur→b when d(q,b) < d(cur,b)
-                        keep_idx[kept] = e
-                        kept += 1
-                if kept + 1 > cap:
-                    return it, _OVERFLOW  # caller widens the arrays and redoes this pair
-                # Compact the kept edges and insert cur→q in length order.
-                inserted = False
-                out = 0
-                new_adj = np.empty(kept + 1, np.int32)
-                new_len = np.empty(kept + 1, np.float32)
-                for j in range(kept):
-                    e = keep_idx[j]
-                    if not inserted and dcur < lens[cur, e]:
-                        new_adj[out] = q
-                        new_len[out] = dcur
+                        dist[e] = d
+                        if d < du:  # an edge added in this batch now occludes u→q
+                            add = False
+                            break
+                else:
+                    for e in range(deg[u]):
+                        dist[e] = occ_d[j, e]
+                if add:
+                    kept = 0
+                    for e in range(deg[u]):
+                        if not (dist[e] < lens[u, e]):  # q occludes u→b when d(q,b) < d(u,b)
+                            keep_idx[kept] = e
+                            kept += 1
+                    if kept + 1 > cap:
+                        return j, _OVERFLOW  # caller widens the arrays and resumes at item j
+                    inserted = False
+                    out = 0
+                    for t in range(kept):
+                        e = keep_idx[t]
+                        if not inserted and du < lens[u, e]:
+                            new_adj[out] = q
+                            new_len[out] = du
+                            out += 1
+                            inserted = True
+                        new_adj[out] = adj[u, e]
+                        new_len[out] = lens[u, e]
                         out += 1
-                        inserted = True
-                    new_adj[out] = adj[cur, e]
-                    new_len[out] = lens[cur, e]
-                    out += 1
-                if not inserted:
-                    new_adj[out] = q
-                    new_len[out] = dcur
-                    out += 1
-                for j in range(out):
-                    adj[cur, j] = new_adj[j]
-                    lens[cur, j] = new_len[j]
-                deg[cur] = out
-                state[3] += 1
+                    if not inserted:
+                        new_adj[out] = q
+                        new_len[out] = du
+                        out += 1
+                    for t in range(out):
+                        adj[u, t] = new_adj[t]
+                        lens[u, t] = new_len[t]
+                    deg[u] = out
+                    touched[u] = batch_tag
+                    state[3] += 1
             state[4] += calcs
             pos = state[0]
             if state[2] >= w:
                 state[1] -= window[pos]
-            window[pos] = 1 if success else 0
+            window[pos] = 1 if ok else 0
             state[1] += window[pos]
             state[0] = (pos + 1) % w
             state[2] += 1
             if state[2] >= w and state[1] >= target_hits:
-                return it + 1, _DONE
-        return pairs.shape[0], _EXHAUSTED
+                return j + 1, _DONE
+        return hi - lo, _EXHAUSTED
 
     @_jit
     def _heap_push(keys, verts, edges, size, key, vert, edge):
@@ -285,33 +355,104 @@ if numba is not None:
 
 @dataclasses.dataclass
 class FanngGraph:
-    """A FANNG over ``embeddings`` (float32, C-contiguous) and its build record.
+    """A FANNG over ``embeddings`` and its build record.
 
-    ``adjacency[v, :degrees[v]]`` are the out-neighbours of ``v`` sorted by
-    squared length ``edge_lengths[v, :degrees[v]]``.
+    The graph is stored over the vertices in ``order`` (a locality order, see
+    :func:`locality_order`; position ``p`` holds sample ``order[p]``):
+    ``internal_adjacency[p, :internal_degrees[p]]`` are the positions of the
+    out-neighbours of position ``p``, sorted by squared length
+    ``internal_edge_lengths``. ``adjacency``, ``edge_lengths``, ``degrees`` and
+    :meth:`neighbours` give the same graph in sample ids.
     """
 
-    embeddings: np.ndarray
-    adjacency: np.ndarray
-    edge_lengths: np.ndarray
-    degrees: np.ndarray
+    internal_embeddings: np.ndarray
+    internal_adjacency: np.ndarray
+    internal_edge_lengths: np.ndarray
+    internal_degrees: np.ndarray
+    order: np.ndarray
     traverse_adds: int
     success_rate: float
     target_success_rate: float
     distance_calculations: int
     build_seconds: float
+    batch_size: int
 
     @property
     def reached_target(self):
         return self.success_rate >= self.target_success_rate
 
+    @functools.cached_property
+    def positions(self):
+        """Inverse of ``order``: ``positions[i]`` is the position of sample ``i``."""
+        inverse = np.empty_like(self.order)
+        inverse[self.order] = np.arange(len(self.order))
+        return inverse
+
+    @functools.cached_property
+    def embeddings(self):
+        """The embeddings in sample order (float32)."""
+        return self.internal_embeddings[self.positions]
+
+    @functools.cached_property
+    def adjacency(self):
+        """``(N, width)`` out-neighbour sample ids of each sample, ``-1`` padded."""
+        rows = self.internal_adjacency[self.positions]
+        return np.where(rows >= 0, self.order[np.maximum(rows, 0)], -1).astype(np.int32)
+
+    @property
+    def edge_lengths(self):
+        """Squared lengths matching :attr:`adjacency` (``inf`` padded)."""
+        return self.internal_edge_lengths[self.positions]
+
+    @property
+    def degrees(self):
+        return self.internal_degrees[self.positions]
+
     def neighbours(self, v):
-        """Out-neighbours of vertex ``v`` (shortest edge first)."""
-        return self.adjacency[v, : self.degrees[v]].copy()
+        """Out-neighbours of sample ``v`` (shortest edge first)."""
+        p = self.positions[v]
+        return self.order[self.internal_adjacency[p, : self.internal_degrees[p]]].astype(np.int32)
 
     def search(self, k, budget=None, queries=None, num_threads=None):
         """Backtrack search from each query vertex (all by default); see :func:`fanng_search`."""
         return fanng_search(self, k, budget=budget, queries=queries, num_threads=num_threads)
+
+
+def locality_order(x, seed=0, leaf_size=64):
+    """A vertex order that keeps nearby embeddings nearby in memory (ours, not the papers').
+
+    Random-projection tree: split a set at the median of its projections on
+    the difference of two of its points drawn at random, recursively, down to
+    ``leaf_size``; the leaves in depth-first order give the order. Graph
+    searches then read neighbouring rows from the same cache lines and pages.
+    Cost: about ``log2(N / leaf_size)`` passes over the data.
+    """
+    rng = np.random.default_rng(seed)
+    pieces, stack = [], [np.arange(len(x))]
+    while stack:
+        ids = stack.pop()
+        if len(ids) <= leaf_size:
+            pieces.append(ids)
+            continue
+        a, b = rng.choice(len(ids), 2, replace=False)
+        projection = x[ids] @ (x[ids[a]] - x[ids[b]])
+        half = len(ids) // 2
+        split = np.argpartition(projection, half)
+        stack.append(ids[split[half:]])
+        stack.append(ids[split[:half]])
+    return np.concatenate(pieces).astype(np.int64)
+
+
+@contextlib.contextmanager
+def _threads(num_threads):
+    """Run numba's parallel loops with ``num_threads`` threads (default: numba's setting)."""
+    previous = numba.get_num_threads()
+    wanted = previous if num_threads is None else int(num_threads)
+    numba.set_num_threads(max(1, min(wanted, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield numba.get_num_threads()
+    finally:
+        numba.set_num_threads(previous)
 
 
 def _as_float32_matrix(embeddings, name="embeddings"):
@@ -325,8 +466,21 @@ def _as_float32_matrix(embeddings, name="embeddings"):
     return x
 
 
+def _random_pairs(rng, n, m):
+    """``m`` traverse-add pairs ``(q, v)``: target ``q`` uniform, start ``v`` uniform among the others."""
+    q = rng.integers(0, n, m)
+    v = (q + 1 + rng.integers(0, n - 1, m)) % n
+    return np.stack([q, v], axis=1).astype(np.int32)
+
+
+def _pair_chunk_size(n, batch):
+    """Pairs drawn per call of :func:`_random_pairs`: a multiple of ``batch`` (batches never straddle)."""
+    return batch * -(-max(1024, min(n, 1 << 16)) // batch)
+
+
 def build_fanng(embeddings, target_success_rate=0.98, success_window=1000,
-                max_traverse_adds=None, seed=0, initial_degree_capacity=32):
+                max_traverse_adds=None, seed=0, initial_degree_capacity=32,
+                batch_size=None, num_threads=None, reorder=True):
     """Build a FANNG by traverse-add until the measured success rate reaches the target.
 
     Args:
@@ -339,6 +493,14 @@ def build_fanng(embeddings, target_success_rate=0.98, success_window=1000,
         seed: seed of the random (target, start) pairs.
         initial_degree_capacity: starting width of the adjacency arrays (they
             grow as needed; does not change the result).
+        batch_size: traverse-add searches run in parallel on one frozen graph
+            before their edges are merged in pair order (see the module
+            docstring); ``1`` is the sequential FANNG Alg. 4. Default
+            :func:`default_build_batch` ``(N)``. The graph depends on it and on
+            ``seed``, not on the thread count.
+        num_threads: numba threads for the batched searches (default: numba's).
+        reorder: build over the vertices in :func:`locality_order` (faster;
+            the vertex ids of the random pairs then refer to that order).
 
     Returns:
         :class:`FanngGraph`.
@@ -348,41 +510,72 @@ def build_fanng(embeddings, target_success_rate=0.98, success_window=1000,
         raise ValueError(f"target_success_rate must be in (0, 1], got {target_success_rate}.")
     if int(success_window) < 1:
         raise ValueError(f"success_window must be >= 1, got {success_window}.")
+    if batch_size is not None and int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    start = time.perf_counter()
     x = _as_float32_matrix(embeddings)
     n = x.shape[0]
-    start = time.perf_counter()
+    if reorder:
+        order = locality_order(x, seed=seed)
+        x = np.ascontiguousarray(x[order])
+    else:
+        order = np.arange(n, dtype=np.int64)
+    batch_size = default_build_batch(n) if batch_size is None else int(batch_size)
     window_size = int(min(success_window, n))
     max_adds = int(200 * n if max_traverse_adds is None else max_traverse_adds)
     target_hits = int(math.ceil(target_success_rate * window_size - 1e-9))
+    batch = int(batch_size)
     cap = max(2, int(initial_degree_capacity))
     adj = np.full((n, cap), -1, np.int32)
     lens = np.full((n, cap), np.inf, np.float32)
     deg = np.zeros(n, np.int32)
     window = np.zeros(window_size, np.int64)
-    state = np.zeros(6, np.int64)
-    seen = np.zeros(n, np.int64)
-    seen_d = np.zeros(n, np.float32)
+    state = np.zeros(5, np.int64)
+    touched = np.full(n, -1, np.int64)
+    out_u = np.empty(batch, np.int32)
+    out_d = np.empty(batch, np.float32)
+    out_ok = np.empty(batch, np.bool_)
+    out_calcs = np.empty(batch, np.int64)
+    occ_d = np.empty((batch, cap), np.float32)
     rng = np.random.default_rng(seed)
-    chunk = max(1024, min(n, 1 << 16))
+    chunk = _pair_chunk_size(n, batch)
     done = 0
+    batches = 0
     status = _EXHAUSTED
-    pairs = np.empty((0, 2), np.int32)
-    while done < max_adds:
-        if len(pairs) == 0:
+    with _threads(num_threads) as threads:
+        slots = 1 if batch < 2 * threads else threads
+        seen = np.full((slots, n), -1, np.int64)
+        seen_d = np.zeros((slots, n), np.float32)
+        while done < max_adds and status != _DONE:
             m = min(chunk, max_adds - done)
-            q = rng.integers(0, n, m)
-            v = (q + 1 + rng.integers(0, n - 1, m)) % n
-            pairs = np.stack([q, v], axis=1).astype(np.int32)
-        used, status = _traverse_add(x, adj, lens, deg, pairs, window, state, target_hits,
-                                     seen, seen_d)
-        done += used
-        pairs = pairs[used:]
-        if status == _DONE:
-            break
-        if status == _OVERFLOW:
-            cap *= 2
-            adj = np.concatenate([adj, np.full((n, cap - adj.shape[1]), -1, np.int32)], axis=1)
-            lens = np.concatenate([lens, np.full((n, cap - lens.shape[1]), np.inf, np.float32)], axis=1)
+            pairs = _random_pairs(rng, n, m)
+            for lo in range(0, m, batch):
+                hi = min(m, lo + batch)
+                if slots == 1:
+                    _search_slot(x, adj, deg, pairs, lo, 0, hi - lo, done, seen[0], seen_d[0], out_u,
+                                 out_d, out_ok, out_calcs, occ_d)
+                else:
+                    _search_batch(x, adj, deg, pairs, lo, hi, done, seen, seen_d, out_u, out_d,
+                                  out_ok, out_calcs, occ_d)
+                used = 0
+                while True:
+                    used, status = _merge_batch(x, adj, lens, deg, pairs, lo, hi, used, out_u, out_d,
+                                                out_ok, out_calcs, occ_d, touched, batches, window,
+                                                state, target_hits)
+                    if status != _OVERFLOW:
+                        break
+                    cap *= 2
+                    adj = np.concatenate([adj, np.full((n, cap - adj.shape[1]), -1, np.int32)], axis=1)
+                    lens = np.concatenate([lens, np.full((n, cap - lens.shape[1]), np.inf, np.float32)],
+                                          axis=1)
+                batches += 1
+                if occ_d.shape[1] < cap:
+                    occ_d = np.empty((batch, cap), np.float32)
+                if status == _DONE:
+                    done += lo + used
+                    break
+            else:
+                done += m
     recorded = int(min(state[2], window_size))
     rate = float(state[1]) / recorded if recorded else 0.0
     if status != _DONE:
@@ -394,16 +587,23 @@ def build_fanng(embeddings, target_success_rate=0.98, success_window=1000,
         )
     width = max(1, int(deg.max()))
     return FanngGraph(
-        embeddings=x,
-        adjacency=np.ascontiguousarray(adj[:, :width]),
-        edge_lengths=np.ascontiguousarray(lens[:, :width]),
-        degrees=deg,
+        internal_embeddings=x,
+        internal_adjacency=np.ascontiguousarray(adj[:, :width]),
+        internal_edge_lengths=np.ascontiguousarray(lens[:, :width]),
+        internal_degrees=deg,
+        order=order,
+        batch_size=batch,
         traverse_adds=int(done),
         success_rate=rate,
         target_success_rate=float(target_success_rate),
         distance_calculations=int(state[4]),
         build_seconds=time.perf_counter() - start,
     )
+
+
+def default_build_batch(n):
+    """Default traverse-add batch for ``n`` vertices: ``min(4096, max(1, n // 16))``."""
+    return int(min(4096, max(1, n // 16)))
 
 
 def default_search_budget(k):
@@ -426,7 +626,7 @@ def fanng_search(graph, k, budget=None, queries=None, num_threads=None):
         ascending; ``-1``/``inf`` where fewer than ``k`` vertices were reached.
     """
     _require_numba()
-    n = graph.embeddings.shape[0]
+    n = graph.internal_embeddings.shape[0]
     k = int(k)
     if not 1 <= k < n:
         raise ValueError(f"k must be in [1, {n - 1}] for {n} embeddings, got {k}.")
@@ -436,20 +636,17 @@ def fanng_search(graph, k, budget=None, queries=None, num_threads=None):
     queries = np.arange(n, dtype=np.int64) if queries is None else np.asarray(queries, np.int64)
     if queries.ndim != 1 or (queries.size and (queries.min() < 0 or queries.max() >= n)):
         raise ValueError(f"queries must be a vector of vertex ids in [0, {n}).")
-    threads = numba.get_num_threads() if num_threads is None else int(num_threads)
-    previous = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-    try:
-        n_chunks = max(1, min(len(queries), 8 * numba.get_num_threads()))
-        idx, dist, _ = _backtrack_all(graph.embeddings, graph.adjacency, graph.degrees,
-                                      queries, k, budget, n_chunks)
-    finally:
-        numba.set_num_threads(previous)
-    return idx, dist
+    with _threads(num_threads) as threads:
+        n_chunks = max(1, min(len(queries), 8 * threads))
+        idx, dist, _ = _backtrack_all(graph.internal_embeddings, graph.internal_adjacency,
+                                      graph.internal_degrees, graph.positions[queries], k, budget,
+                                      n_chunks)
+    return np.where(idx >= 0, graph.order[np.maximum(idx, 0)], -1), dist
 
 
 def fanng_neighbours(embeddings, k, budget=None, target_success_rate=0.98, success_window=1000,
-                     max_traverse_adds=None, seed=0, num_threads=None, return_graph=False):
+                     max_traverse_adds=None, seed=0, num_threads=None, return_graph=False,
+                     batch_size=None, reorder=True):
     """Each sample's ``k`` nearest neighbours via a fresh FANNG (Smart Mining Sec. 3.2.1).
 
     Returns ``(indices, squared_distances)`` (and the :class:`FanngGraph` when
@@ -457,6 +654,7 @@ def fanng_neighbours(embeddings, k, budget=None, target_success_rate=0.98, succe
     """
     graph = build_fanng(embeddings, target_success_rate=target_success_rate,
                         success_window=success_window, max_traverse_adds=max_traverse_adds,
-                        seed=seed)
+                        seed=seed, batch_size=batch_size, num_threads=num_threads,
+                        reorder=reorder)
     idx, dist = fanng_search(graph, k, budget=budget, num_threads=num_threads)
     return (idx, dist, graph) if return_graph else (idx, dist)

@@ -1,0 +1,145 @@
+"""FANNG traverse-add (Harwood & Drummond 2016, Alg. 2 + 4) vs a literal Python loop.
+
+The oracle follows the rules written in ``symm_keras.mining.fanng``'s docstring
+one step at a time, in float64, on integer-valued points (every squared
+distance is exact in float32 too, so ties are resolved identically):
+
+* greedy search on the graph as it was at the start of the batch: stop with
+  success when the target is a neighbour, else move to the strictly closest
+  neighbour when it is strictly closer, else stop;
+* merge in pair order: on failure at ``u`` add ``u → q`` unless ``q`` is already
+  a neighbour of ``u`` or an edge added earlier in the batch occludes it,
+  remove the edges of ``u`` it occludes, keep the list sorted by length (a new
+  edge goes after existing edges of equal length);
+* success rate over a sliding window; stop at the first search where the full
+  window reaches the target.
+
+``batch_size=1`` is the sequential FANNG Alg. 4.
+"""
+
+import bisect
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+from symm_keras.mining import fanng  # noqa: E402
+
+
+def grid_points(n, dim, side, seed):
+    rng = np.random.default_rng(seed)
+    codes = rng.choice(side**dim, size=n, replace=False)  # distinct points
+    return np.stack([(codes // side**j) % side for j in range(dim)], axis=1).astype(np.float32)
+
+
+def oracle_build(x, seed, batch, target, window_size, max_adds):
+    x64 = x.astype(np.float64)
+    n = len(x)
+
+    def dist(a, b):
+        return float(np.sum((x64[a] - x64[b]) ** 2))
+
+    adj = [[] for _ in range(n)]  # per vertex: [(length, neighbour)] sorted by length
+    rng = np.random.default_rng(seed)
+    target_hits = int(np.ceil(target * window_size - 1e-9))
+    window, done = [], 0
+    while done < max_adds:
+        m = min(fanng._pair_chunk_size(n, batch), max_adds - done)
+        pairs = fanng._random_pairs(rng, n, m)
+        for lo in range(0, m, batch):
+            frozen = [list(edges) for edges in adj]
+            results = []
+            for q, v in pairs[lo:lo + batch]:
+                cur, dcur = int(v), dist(v, q)
+                while True:
+                    nbrs = [b for _, b in frozen[cur]]
+                    if q in nbrs:
+                        results.append((q, cur, dcur, True))
+                        break
+                    best, best_d = -1, dcur
+                    for b in nbrs:  # first strictly closest in edge order
+                        if dist(b, q) < best_d:
+                            best, best_d = b, dist(b, q)
+                    if best < 0:
+                        results.append((q, cur, dcur, False))
+                        break
+                    cur, dcur = best, best_d
+            for q, u, du, ok in results:
+                if not ok:
+                    edges = adj[u]
+                    blocked = any(b == q or dist(q, b) < du for _, b in edges)
+                    if not blocked:
+                        kept = [(length, b) for length, b in edges if not dist(q, b) < length]
+                        at = bisect.bisect_right([length for length, _ in kept], du)
+                        kept.insert(at, (du, int(q)))
+                        adj[u] = kept
+                window.append(ok)
+                done += 1
+                recent = window[-window_size:]
+                if len(window) >= window_size and sum(recent) >= target_hits:
+                    return adj, done, sum(recent) / window_size
+            if done >= max_adds:
+                break
+    recent = window[-window_size:]
+    return adj, done, sum(recent) / len(recent)
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64])
+def test_build_matches_literal_traverse_add_loop(batch):
+    x = grid_points(150, 4, 6, seed=batch)
+    target, window, max_adds = 0.95, 100, 6000
+    graph = fanng.build_fanng(x, target_success_rate=target, success_window=window,
+                              max_traverse_adds=max_adds, seed=11, batch_size=batch,
+                              initial_degree_capacity=2, num_threads=2, reorder=False)
+    adj, done, rate = oracle_build(x, 11, batch, target, window, max_adds)
+    assert graph.traverse_adds == done
+    assert graph.success_rate == pytest.approx(rate)
+    assert graph.reached_target == (rate >= target)
+    for v in range(len(x)):
+        assert graph.neighbours(v).tolist() == [b for _, b in adj[v]], f"vertex {v}"
+        np.testing.assert_array_equal(graph.edge_lengths[v, : graph.degrees[v]],
+                                      np.array([length for length, _ in adj[v]], np.float32))
+
+
+def test_parallel_build_independent_of_thread_count():
+    x = grid_points(400, 5, 6, seed=3)
+    one = fanng.build_fanng(x, seed=5, batch_size=32, num_threads=1)
+    two = fanng.build_fanng(x, seed=5, batch_size=32, num_threads=2)
+    assert one.reached_target
+    assert one.traverse_adds == two.traverse_adds
+    np.testing.assert_array_equal(one.adjacency, two.adjacency)
+    np.testing.assert_array_equal(one.edge_lengths, two.edge_lengths)
+
+
+def test_batch_size_must_be_positive():
+    with pytest.raises(ValueError, match="batch_size"):
+        fanng.build_fanng(np.zeros((5, 2), np.float32), batch_size=0)
+
+
+def test_locality_order_is_a_relabelling_of_the_plain_build():
+    x = grid_points(300, 5, 6, seed=4)
+    graph = fanng.build_fanng(x, seed=2, batch_size=16)
+    order = graph.order
+    assert sorted(order.tolist()) == list(range(len(x)))
+    plain = fanng.build_fanng(x[order], seed=2, batch_size=16, reorder=False)
+    assert plain.traverse_adds == graph.traverse_adds
+    for p in range(len(x)):
+        assert graph.neighbours(order[p]).tolist() == order[plain.neighbours(p)].tolist()
+    np.testing.assert_array_equal(graph.embeddings, x)
+    # Searches answer in sample ids.
+    idx, dist = fanng.fanng_search(graph, 5, queries=[3, 7])
+    plain_idx, plain_dist = fanng.fanng_search(plain, 5, queries=graph.positions[[3, 7]])
+    np.testing.assert_array_equal(idx, order[plain_idx])
+    np.testing.assert_array_equal(dist, plain_dist)
+
+
+def test_locality_order_keeps_neighbours_close_in_memory():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 8)).astype(np.float32)
+    order = fanng.locality_order(x, seed=0, leaf_size=32)
+    assert sorted(order.tolist()) == list(range(len(x)))
+    # Consecutive rows in the new order are far closer than in a random order.
+    step = np.sum((x[order[1:]] - x[order[:-1]]) ** 2, axis=1).mean()
+    random_step = np.sum((x[1:] - x[:-1]) ** 2, axis=1).mean()
+    assert step < 0.6 * random_step
