@@ -15,12 +15,33 @@ query itself, be dropped in its place. Ties between references are broken by
 the lower index on every path (TensorFlow's and JAX's ``top_k`` guarantee
 this; the numpy path enforces it).
 
-Peak extra memory is one ``b × n`` score block (``block_size`` rows; the
-default keeps it near 128 MiB) plus the ``n × k`` result.
+Two paths compute the same lists:
+
+* on a GPU/TPU (and ``backend="keras"``), ``b × m`` score blocks on the active
+  Keras backend and ``ops.top_k`` (peak extra memory one block, ``block_size``
+  rows, by default near 128 MiB, plus the ``n × k`` result);
+* on a CPU (``backend="numpy"``) with numba, :func:`tiled_knn`: BLAS products
+  of ``tile × tile`` blocks merged at once into per-query heaps, and for a
+  self-search only the tiles on and above the diagonal (peak extra memory one
+  4 MiB tile per thread plus the heaps). Without numba, numpy score blocks and
+  the chunked :func:`top_k`.
+
+:func:`score_blocks` and :func:`top_k` stay public for callers that need the
+scores themselves (retrieval ranks every item, not only the ``k`` nearest).
 """
+
+import concurrent.futures
+import contextlib
+import os
+import threading
 
 import numpy as np
 from keras import ops
+
+try:  # numba compiles the host path's heap merges; without it the blocked numpy top-k is used.
+    import numba
+except ImportError:  # pragma: no cover - numba is a declared dependency
+    numba = None
 
 from symm_keras.evaluation.inputs import check_embeddings, check_metric
 from symm_keras.ops.distances import l2_normalize
@@ -48,15 +69,15 @@ def accelerator_present():
 def resolve_backend(backend):
     """Check ``backend``; ``"auto"`` becomes ``"keras"`` on a GPU/TPU and ``"numpy"`` on CPU.
 
-    On CPU, numpy's BLAS and the chunked numpy top-k beat TensorFlow's eager
-    matmul + ``top_k`` (about 2.4× at SOP scale, see docs/evaluation.md).
+    On CPU, numpy's BLAS with a host top-k (:func:`tiled_knn`, or the chunked
+    numpy top-k) beats TensorFlow's eager matmul + ``top_k`` (about 2.4× at
+    SOP scale, see docs/evaluation.md).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
     if backend == "auto":
         return "keras" if accelerator_present() else "numpy"
     return backend
-
 
 
 def _check_k(k, num_queries, num_references, exclude_self):
@@ -67,6 +88,12 @@ def _check_k(k, num_queries, num_references, exclude_self):
         what = "the other items (query excluded)" if exclude_self else "the references"
         raise ValueError(f"k={k} is larger than the gallery: {gallery} item(s) in {what}.")
     return int(k)
+
+
+def _check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
 
 
 def _prepare(queries, references, metric):
@@ -168,8 +195,7 @@ def score_blocks(queries, references=None, metric="cosine", block_size=None, bac
     num_references = queries.shape[0] if references is None else references.shape[0]
     if block_size is None:
         block_size = default_block_size(queries.shape[0], num_references)
-    elif isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
-        raise ValueError(f"block_size must be a positive integer, got {block_size!r}.")
+    _check_positive_int(block_size, "block_size")
     blocks = _keras_score_blocks if backend == "keras" else _numpy_score_blocks
     return blocks(queries, references, metric, int(block_size), mask_self)
 
@@ -208,6 +234,286 @@ def top_k(scores, k, backend="keras", chunk=64):
     return np.take_along_axis(columns, positions, axis=1), values
 
 
+# --- Host path: tiles of the score matrix merged into per-query heaps (numba) ---------------
+#
+# faiss' exact search (``IndexFlatL2``/``IP``) does the same in C++: BLAS products
+# of query × reference tiles that stay in cache, each merged into ``k``-element
+# heaps at once. When the queries are the references, the score matrix is
+# symmetric (``2 x_i·x_j`` up to the per-column bias), so only the tiles on and
+# above the diagonal are multiplied and each off-diagonal tile updates the heaps
+# of its rows and of its columns: half the multiply-adds of a full search.
+#
+# Threads: each worker runs single-threaded BLAS and the compiled merges (which
+# release the GIL) on its own row strips. Alternating multi-threaded BLAS with a
+# second thread pool for the merges was 2–3× slower on 2 cores: OpenBLAS'
+# idle workers spin for a while after each product and steal the merge's cores.
+
+HOST_TILE = 1024  # tile edge: a 1024 × 1024 float32 tile (4 MiB) stays in cache
+_NO_INDEX = np.iinfo(np.int64).max  # an empty heap slot loses every tie
+_STRIPE = 128  # columns tested at once (branch-free) before the exact per-entry merge
+
+
+if numba is not None:
+    _jit = numba.njit(cache=True, nogil=True)
+
+    @_jit
+    def _sift_down(heap_scores, heap_indices, size, score, index):
+        """Put ``(score, index)`` at the root of a heap of ``size`` and sift it down.
+
+        The root holds the worst kept candidate: the lowest score, and among
+        equal scores the highest index (ties go to the lower index).
+        """
+        pos = 0
+        while True:
+            child = 2 * pos + 1
+            if child >= size:
+                break
+            right = child + 1
+            if right < size and (
+                heap_scores[right] < heap_scores[child]
+                or (heap_scores[right] == heap_scores[child] and heap_indices[right] > heap_indices[child])
+            ):
+                child = right
+            if heap_scores[child] < score or (heap_scores[child] == score and heap_indices[child] > index):
+                heap_scores[pos] = heap_scores[child]
+                heap_indices[pos] = heap_indices[child]
+                pos = child
+            else:
+                break
+        heap_scores[pos] = score
+        heap_indices[pos] = index
+
+    @_jit
+    def _row_stripe_may_enter(values, bias, worst_score):
+        """Branch-free (vectorised) test: could any ``values[c] − bias[c]`` enter a heap with this worst score?"""
+        hit = False
+        for c in range(values.shape[0]):
+            hit |= (values[c] - bias[c]) >= worst_score
+        return hit
+
+    @_jit
+    def _stripe_may_enter(values, bias, worst_score, row_bias, column_worst_scores):
+        """The same test for a row heap and, transposed, the column heaps of the stripe."""
+        hit = False
+        for c in range(values.shape[0]):
+            value = values[c]
+            hit |= ((value - bias[c]) >= worst_score) | ((value - row_bias) >= column_worst_scores[c])
+        return hit
+
+    @_jit
+    def _merge_tile_rows(gram, bias, row_offset, column_offset, exclude_self, heap_scores, heap_indices):
+        """Offer ``s = gram[r, c] − bias[j]`` (``j = column_offset + c``) to the heap of query ``row_offset + r``.
+
+        Stripes of :data:`_STRIPE` columns are first tested branch-free; only
+        stripes that could change the heap are merged entry by entry.
+        """
+        rows, columns = gram.shape
+        k = heap_scores.shape[1]
+        column_bias = bias[column_offset : column_offset + columns]
+        for r in range(rows):
+            query = row_offset + r
+            row_scores = heap_scores[query]
+            row_indices = heap_indices[query]
+            values = gram[r]
+            for first in range(0, columns, _STRIPE):
+                last = min(columns, first + _STRIPE)
+                if not _row_stripe_may_enter(values[first:last], column_bias[first:last], row_scores[0]):
+                    continue
+                for c in range(first, last):
+                    score = values[c] - column_bias[c]
+                    candidate = column_offset + c
+                    if score < row_scores[0] or (score == row_scores[0] and candidate > row_indices[0]):
+                        continue
+                    if exclude_self and candidate == query:
+                        continue
+                    _sift_down(row_scores, row_indices, k, score, candidate)
+
+    @_jit
+    def _merge_tile_both(gram, bias, row_offset, column_offset, heap_scores, heap_indices):
+        """One pass over an off-diagonal tile of a self-search (``gram[r, c] = 2 x_i·x_j``).
+
+        Offers ``gram[r, c] − bias[j]`` to the heap of ``i = row_offset + r``
+        and ``gram[r, c] − bias[i]`` to the heap of ``j = column_offset + c``;
+        the columns' worst entries are kept in a local array, read in order.
+        """
+        rows, columns = gram.shape
+        k = heap_scores.shape[1]
+        column_bias = bias[column_offset : column_offset + columns]
+        column_worst_scores = np.empty(columns, dtype=heap_scores.dtype)
+        column_worst_indices = np.empty(columns, dtype=np.int64)
+        for c in range(columns):
+            column_worst_scores[c] = heap_scores[column_offset + c, 0]
+            column_worst_indices[c] = heap_indices[column_offset + c, 0]
+        for r in range(rows):
+            row = row_offset + r
+            row_scores = heap_scores[row]
+            row_indices = heap_indices[row]
+            row_bias = bias[row]
+            values = gram[r]
+            for first in range(0, columns, _STRIPE):
+                last = min(columns, first + _STRIPE)
+                if not _stripe_may_enter(
+                    values[first:last], column_bias[first:last], row_scores[0], row_bias, column_worst_scores[first:last]
+                ):
+                    continue
+                for c in range(first, last):
+                    column = column_offset + c
+                    score = values[c] - column_bias[c]
+                    if score > row_scores[0] or (score == row_scores[0] and column < row_indices[0]):
+                        _sift_down(row_scores, row_indices, k, score, column)
+                    score = values[c] - row_bias
+                    if score > column_worst_scores[c] or (score == column_worst_scores[c] and row < column_worst_indices[c]):
+                        _sift_down(heap_scores[column], heap_indices[column], k, score, row)
+                        column_worst_scores[c] = heap_scores[column, 0]
+                        column_worst_indices[c] = heap_indices[column, 0]
+
+    @_jit
+    def _sort_heaps(heap_scores, heap_indices, start, stop):
+        """Heapsort rows ``start:stop`` in place: best first (score descending, lower index on ties)."""
+        k = heap_scores.shape[1]
+        for q in range(start, stop):
+            row_scores = heap_scores[q]
+            row_indices = heap_indices[q]
+            for end in range(k - 1, 0, -1):
+                score = row_scores[end]
+                index = row_indices[end]
+                row_scores[end] = row_scores[0]
+                row_indices[end] = row_indices[0]
+                _sift_down(row_scores, row_indices, end, score, index)
+
+
+def _unit_rows(x):
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), x.dtype.type(1e-12))
+
+
+def _row_squared_norms(x):
+    return np.einsum("ij,ij->i", x, x)
+
+
+def host_threads():
+    """Worker threads of :func:`tiled_knn`: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def tiled_knn(queries, k, references=None, metric="cosine", tile=None, num_threads=None):
+    """Exact kNN on the host: BLAS tile products merged into per-query heaps (needs numba).
+
+    Scores as in :func:`score_blocks`: ``s = q̂·ŷ`` (cosine) or
+    ``s = 2 q·y − ‖y‖²`` (euclidean; ``2q`` is formed once, an exact scaling).
+    Each ``tile × tile`` block of scores (default :data:`HOST_TILE`) is one
+    BLAS product into a reused buffer, merged at once into ``k``-element heaps
+    by compiled loops, so no score leaves the cache and no row is sorted. With
+    ``references=None`` only the tiles on and above the diagonal are computed
+    (the scores are symmetric up to the bias) and query ``i`` is excluded from
+    its own heap by index. A candidate enters a heap when it beats the heap's
+    worst entry by score or ties it with a lower index, so the result is the
+    order of a stable sort, score descending and lower index first, whatever
+    the tile size, thread count or tile order.
+
+    Args:
+        queries, references: checked ``(n, d)`` / ``(m, d)`` float arrays of
+            one dtype (see :func:`exact_knn`); ``references=None``: the queries.
+        k: neighbours per query (≤ gallery size).
+        metric: ``"cosine"`` or ``"euclidean"``.
+        tile: tile edge in rows/columns.
+        num_threads: worker threads (default :func:`host_threads`), each with
+            single-threaded BLAS; row strips are handed out largest first, and
+            a lock per row block serialises the merges into one block's heaps.
+
+    Returns:
+        ``(indices int64, scores)``, both ``(n, k)``, nearest first; scores are
+        the ``s`` above in the input precision (not yet distances).
+    """
+    if numba is None:
+        raise ImportError("tiled_knn needs numba (`pip install numba`).")
+    tile = HOST_TILE if tile is None else _check_positive_int(tile, "tile")
+    num_threads = host_threads() if num_threads is None else _check_positive_int(num_threads, "num_threads")
+    symmetric = references is None
+    if metric == "cosine":
+        queries = _unit_rows(queries)
+        references = queries if symmetric else _unit_rows(references)
+        bias = np.zeros(references.shape[0], dtype=queries.dtype)
+        scaled = queries
+    else:
+        references = queries if symmetric else references
+        bias = _row_squared_norms(references)
+        scaled = queries * queries.dtype.type(2)
+    scaled = np.ascontiguousarray(scaled)
+    references = np.ascontiguousarray(references)
+    num_queries, num_references = queries.shape[0], references.shape[0]
+    heap_scores = np.full((num_queries, k), -np.inf, dtype=queries.dtype)
+    heap_indices = np.full((num_queries, k), _NO_INDEX, dtype=np.int64)
+    locks = [threading.Lock() for _ in range(0, num_queries, tile)]
+
+    def strip(row_start):
+        row_stop = min(row_start + tile, num_queries)
+        buffer = np.empty((row_stop - row_start) * min(tile, num_references), dtype=queries.dtype)
+        for column_start in range(row_start if symmetric else 0, num_references, tile):
+            column_stop = min(column_start + tile, num_references)
+            gram = buffer[: (row_stop - row_start) * (column_stop - column_start)]
+            gram = gram.reshape(row_stop - row_start, column_stop - column_start)
+            np.matmul(scaled[row_start:row_stop], references[column_start:column_stop].T, out=gram)
+            if symmetric and column_start != row_start:
+                # Locks always taken in ascending block order: no deadlock.
+                with locks[row_start // tile], locks[column_start // tile]:
+                    _merge_tile_both(gram, bias, row_start, column_start, heap_scores, heap_indices)
+            else:
+                with locks[row_start // tile]:
+                    _merge_tile_rows(gram, bias, row_start, column_start, symmetric, heap_scores, heap_indices)
+
+    def sort(start):
+        _sort_heaps(heap_scores, heap_indices, start, min(start + tile, num_queries))
+
+    with _single_threaded_blas():
+        if num_threads == 1:
+            for row_start in range(0, num_queries, tile):
+                strip(row_start)
+            for row_start in range(0, num_queries, tile):
+                sort(row_start)
+        else:
+            with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
+                list(pool.map(strip, range(0, num_queries, tile)))
+                list(pool.map(sort, range(0, num_queries, tile)))
+    return heap_indices, heap_scores
+
+
+def uses_tiled_host_path(backend):
+    """True when ``exact_knn``/``knn_blocks`` with ``backend`` run :func:`tiled_knn` (CPU + numba)."""
+    return resolve_backend(backend) == "numpy" and numba is not None
+
+
+def _checked_arguments(queries, k, references, metric, block_size):
+    queries = check_embeddings(queries, "queries")
+    num_references = queries.shape[0] if references is None else np.shape(references)[0]
+    k = _check_k(k, queries.shape[0], num_references, references is None)
+    metric = check_metric(metric)
+    if block_size is not None:
+        block_size = _check_positive_int(block_size, "block_size")
+    return queries, k, metric, block_size
+
+
+def _host_knn(queries, references, k, metric, block_size):
+    queries, references, metric = _prepare(queries, references, metric)
+    indices, best = tiled_knn(queries, k, references=references, metric=metric, tile=block_size)
+    if metric == "euclidean":
+        best = _distances_from_scores(_row_squared_norms(queries), best)
+    return indices, best
+
+
 def knn_blocks(queries, k, references=None, metric="cosine", block_size=None, backend="auto"):
     """Yield ``(start, stop, indices, scores)`` for consecutive blocks of queries.
 
@@ -218,20 +524,37 @@ def knn_blocks(queries, k, references=None, metric="cosine", block_size=None, ba
             themselves and excludes each query from its own list by index.
         metric: ``"cosine"`` (scores are cosine similarities) or
             ``"euclidean"`` (scores are distances).
-        block_size: queries per block; default from :func:`default_block_size`.
+        block_size: queries per block; on the host path (``"numpy"`` with
+            numba) also the tile edge of :func:`tiled_knn` (default
+            :data:`HOST_TILE`), otherwise rows per score block (default from
+            :func:`default_block_size`).
         backend: ``"keras"`` (active Keras backend and its device; yields
             backend tensors), ``"numpy"`` (host BLAS; yields numpy arrays) or
             ``"auto"`` (keras on a GPU/TPU, numpy on CPU; see :func:`resolve_backend`).
 
     ``indices[i]`` are the references of query ``start + i``, nearest first.
+    On the host path a block is final only once every tile is merged, so the
+    whole ``(n, k)`` result is computed before the first block is yielded.
     """
     backend = resolve_backend(backend)
-    checked_queries = check_embeddings(queries, "queries")
-    num_references = checked_queries.shape[0] if references is None else np.shape(references)[0]
-    k = _check_k(k, checked_queries.shape[0], num_references, references is None)
-    metric = check_metric(metric)
-    blocks = score_blocks(checked_queries, references, metric=metric, block_size=block_size, backend=backend)
+    queries, k, metric, block_size = _checked_arguments(queries, k, references, metric, block_size)
+    if backend == "numpy" and numba is not None:
+        return _slices(*_host_knn(queries, references, k, metric, block_size), block_size or HOST_TILE)
+    blocks = score_blocks(queries, references, metric=metric, block_size=block_size, backend=backend)
     return _top_k_blocks(blocks, k, metric, backend)
+
+
+def _slices(indices, scores, step):
+    for start in range(0, indices.shape[0], step):
+        stop = min(start + step, indices.shape[0])
+        yield start, stop, indices[start:stop], scores[start:stop]
+
+
+def _distances_from_scores(query_squared_norms, scores):
+    """``‖q − y‖ = sqrt(‖q‖² − (2 q·y − ‖y‖²))``, clipped at 0 against rounding."""
+    distances = query_squared_norms[:, None] - scores
+    np.maximum(distances, 0.0, out=distances)
+    return np.sqrt(distances, out=distances)
 
 
 def _top_k_blocks(blocks, k, metric, backend):
@@ -242,13 +565,16 @@ def _top_k_blocks(blocks, k, metric, backend):
                 q_sq = ops.sum(ops.square(block), axis=1, keepdims=True)
                 best = ops.sqrt(ops.maximum(q_sq - best, 0.0))
             else:
-                q_sq = np.einsum("ij,ij->i", block, block)[:, None]
-                best = np.sqrt(np.maximum(q_sq - best, 0.0))
+                best = _distances_from_scores(_row_squared_norms(block), best)
         yield start, stop, indices, best
 
 
 def exact_knn(queries, k, references=None, metric="cosine", block_size=None, backend="auto"):
-    """Exact kNN of every query, computed block by block; returns numpy arrays.
+    """Exact kNN of every query; returns numpy arrays.
+
+    On a CPU (``backend="numpy"``, or ``"auto"`` without an accelerator) with
+    numba this is :func:`tiled_knn` (faster than faiss' exact search; see
+    docs/smart_mining.md); otherwise score blocks + :func:`top_k`.
 
     Returns:
         ``(indices, scores)``, both ``(n, k)``: neighbour indices nearest first
@@ -256,9 +582,12 @@ def exact_knn(queries, k, references=None, metric="cosine", block_size=None, bac
         :func:`knn_blocks` for the arguments).
     """
     backend = resolve_backend(backend)
+    queries, k, metric, block_size = _checked_arguments(queries, k, references, metric, block_size)
+    if backend == "numpy" and numba is not None:
+        return _host_knn(queries, references, k, metric, block_size)
     indices, scores = [], []
-    for _, _, block_indices, block_scores in knn_blocks(
-        queries, k, references=references, metric=metric, block_size=block_size, backend=backend
+    for _, _, block_indices, block_scores in _top_k_blocks(
+        score_blocks(queries, references, metric=metric, block_size=block_size, backend=backend), k, metric, backend
     ):
         indices.append(np.asarray(ops.convert_to_numpy(block_indices)) if backend == "keras" else block_indices)
         scores.append(np.asarray(ops.convert_to_numpy(block_scores)) if backend == "keras" else block_scores)

@@ -7,9 +7,10 @@ float32 arrays, row ``i`` holding the ``k`` nearest other samples of sample
 
 Sources:
 
-* ``"exact"`` (default): blocked matrix products on the active Keras backend
-  (:func:`symm_keras.mining.exact_knn.exact_knn`), on the accelerator when
-  there is one.
+* ``"exact"`` (default): blocked matrix products
+  (:func:`symm_keras.mining.exact_knn.exact_knn`): on the accelerator with the
+  active Keras backend when there is one, otherwise BLAS tiles merged into
+  heaps on the host (faster than faiss' exact search on a CPU).
 * ``"fanng"``: the FANNG graph of the Smart Mining paper
   (:mod:`symm_keras.mining.fanng`; needs numba).
 * ``"faiss"``: faiss ``IndexFlatL2`` exact search (needs faiss).
