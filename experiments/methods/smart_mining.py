@@ -127,6 +127,8 @@ def build_smart_mining(context):
                         random_epochs=int(options["random_epochs"]), k=int(options["k"]), source=options["source"],
                         embed_batch_size=int(options["embed_batch_size"]), seed=context.seed)
     miner.prime(0)  # epoch 0 is random: set before fit (Keras may read a batch first)
+    # The model before fit: a resume at an epoch boundary mines the next epoch at restore time.
+    miner.set_model(context.model)
     callbacks.append(miner)
     # fit deletes its iterator after on_train_end; the prefetcher may be waiting
     # for the triplets of the epoch after the last one: release it first.

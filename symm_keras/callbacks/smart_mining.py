@@ -19,7 +19,12 @@ the restored weights; a run resumed mid-epoch cannot (its weights have moved
 on), so the epoch's triplets are saved with every training checkpoint
 (:meth:`checkpoint_state`, ``experiments/checkpoints.py``) and handed back to
 the feed by :meth:`restore_checkpoint_state`; ``on_epoch_begin`` of that epoch
-then uses them instead of mining again.
+then uses them instead of mining again. When the checkpoint closed an epoch
+(its last batch) and the callback already has its model (``set_model`` before
+``fit``, as ``experiments/methods/smart_mining.py`` does), the restore mines
+the next epoch's triplets right away from the restored weights: the JAX
+backend reads a batch before ``on_epoch_begin`` and would otherwise wait for
+them. Restore after the κ controller (callback order), which it asks for κ.
 """
 
 import time
@@ -75,6 +80,7 @@ class SmartMining(keras.callbacks.Callback):
         self.last = {}
         self.epoch = None  # epoch whose triplets were handed to the feed last
         self.triplets = None
+        self.position = 0  # batches of that epoch trained so far
         self._restored = None
 
     #: key of this callback's entry in a training checkpoint.
@@ -84,7 +90,8 @@ class SmartMining(keras.callbacks.Callback):
         """The current epoch's triplets and logged values (``triplets`` is a numpy array)."""
         if self.epoch is None:
             return {"epoch": None}
-        return {"epoch": int(self.epoch), "triplets": np.asarray(self.triplets), **self.last}
+        return {"epoch": int(self.epoch), "position": int(self.position), "triplets": np.asarray(self.triplets),
+                **self.last}  # fmt: skip
 
     def restore_checkpoint_state(self, state):
         """Take back :meth:`checkpoint_state`: epoch ``state["epoch"]`` resumes with its saved triplets."""
@@ -98,11 +105,20 @@ class SmartMining(keras.callbacks.Callback):
                 f"SmartMining: checkpoint triplets index row {int(triplets.max())} but the training set has "
                 f"{self.labels.size} rows (a checkpoint of another dataset?)."
             )
-        epoch = int(state["epoch"])
-        self._restored = (epoch, triplets, {k: state[k] for k in ("kappa", "mined_share", "mining_seconds") if k in state})
+        epoch, position = int(state["epoch"]), int(state.get("position", 0))
+        logged = {k: state[k] for k in ("kappa", "mined_share", "mining_seconds") if k in state}
+        if position >= self.steps_per_epoch and getattr(self, "_model", None) is not None:
+            # The checkpoint closed ``epoch``: mine the next one now (see the module docstring).
+            epoch += 1
+            start = time.perf_counter()
+            mined, kappa = self.mine(epoch)
+            triplets, position = mined.triplets, 0
+            logged = {"kappa": kappa, "mined_share": mined.mined_share,
+                      "mining_seconds": time.perf_counter() - start}  # fmt: skip
+        self._restored = (epoch, triplets, position, logged)
         # The pipeline may ask for a batch before on_epoch_begin (JAX builds from one).
         self.feed.set_triplets(triplets, epoch=epoch)
-        self.epoch, self.triplets, self.last = epoch, triplets, dict(self._restored[2])
+        self.epoch, self.triplets, self.position, self.last = epoch, triplets, position, dict(logged)
 
     def current_kappa(self, epoch):
         if hasattr(self.kappa, "kappa_for_epoch"):
@@ -154,18 +170,20 @@ class SmartMining(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         restored, self._restored = self._restored, None
         if restored is not None and restored[0] == int(epoch):
-            _, self.triplets, self.last = restored[0], restored[1], dict(restored[2])
-            self.epoch = int(epoch)
+            self.epoch, self.triplets, self.position, self.last = restored[0], restored[1], restored[2], dict(restored[3])
             return
         start = time.perf_counter()
         triplets, kappa = self.mine(epoch)
         self.feed.set_triplets(triplets.triplets, epoch=epoch)
-        self.epoch, self.triplets = int(epoch), triplets.triplets
+        self.epoch, self.triplets, self.position = int(epoch), triplets.triplets, 0
         self.last = {
             "kappa": kappa,
             "mined_share": triplets.mined_share,
             "mining_seconds": time.perf_counter() - start,
         }
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.position += 1
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
