@@ -85,3 +85,46 @@ def test_bad_arguments(kwargs, match):
 def test_missing_training_error_is_a_clear_error():
     with pytest.raises(KeyError, match="TripletTrainingError"):
         AdaptiveKappa().on_epoch_end(0, {"loss": 1.0})
+
+
+def test_checkpoint_state_round_trip_continues_the_same_sequence():
+    """A controller restored from a JSON round trip of its state after epoch 5
+    chooses the same κ for every later epoch as the one that kept running."""
+    import json
+
+    curve = lambda kappa: 1.0 / (1.0 + (kappa / 3.0) ** 2)  # noqa: E731
+    straight = AdaptiveKappa(target_error=0.6, initial_kappa=1.0)
+    run(straight, curve, epochs=6, noise=0.02, seed=1)
+    state = json.loads(json.dumps(straight.checkpoint_state()))
+    resumed = AdaptiveKappa(target_error=0.6, initial_kappa=1.0)
+    resumed.restore_checkpoint_state(state)
+    assert resumed.checkpoint_state() == straight.checkpoint_state()
+    for epoch in range(6, 12):
+        error = curve(straight.kappa_for_epoch(epoch))
+        assert resumed.kappa_for_epoch(epoch) == straight.kappa_for_epoch(epoch)
+        straight.record(epoch, error)
+        resumed.record(epoch, error)
+    fresh = AdaptiveKappa(target_error=0.6, initial_kappa=1.0)
+    assert fresh.kappa_for_epoch(6) == 1.0 != straight.kappas[6]  # what a resume used to do
+    with pytest.raises(ValueError, match="unreadable checkpoint state"):
+        fresh.restore_checkpoint_state({"pairs": [[1, 0.5]]})
+
+
+def test_epoch_closed_without_on_epoch_end_is_recorded_from_its_running_error():
+    """A checkpoint written after the last batch of epoch 2 (before on_epoch_end)
+    carries the running error; the resumed controller records (error, κ) of
+    epoch 2 when epoch 3 starts, exactly as on_epoch_end would have."""
+    straight = AdaptiveKappa(target_error=0.5, initial_kappa=2.0, start_epoch=1)
+    for epoch, errors in enumerate([[0.9, 0.8], [0.7, 0.6], [0.5, 0.4]]):
+        straight.on_epoch_begin(epoch)
+        for batch, error in enumerate(errors):
+            straight.on_train_batch_end(batch, {"training_error": error})
+        if epoch < 2:
+            straight.on_epoch_end(epoch, {"training_error": errors[-1]})
+    state = straight.checkpoint_state()
+    assert state["running"] == [2, 0.4] and [p[0] for p in state["pairs"]] == [1]
+    resumed = AdaptiveKappa(target_error=0.5, initial_kappa=2.0, start_epoch=1)
+    resumed.restore_checkpoint_state(state)
+    straight.on_epoch_end(2, {"training_error": 0.4})
+    resumed.on_epoch_begin(3)
+    assert resumed.pairs == straight.pairs and resumed.kappas[3] == straight.kappa_for_epoch(3)

@@ -105,3 +105,32 @@ def test_errors_name_the_problem():
     miner = SmartMining(lambda model: np.zeros((3, 2)), np.array([0, 0, 1, 1]), feed, 1, 2, random_epochs=0)
     with pytest.raises(ValueError, match="embedding pass"):
         miner.on_epoch_begin(0)
+
+
+def test_checkpoint_state_restores_the_epoch_triplets_without_mining():
+    """Restoring a mid-epoch state hands the saved triplets to the feed and
+    on_epoch_begin of that epoch reuses them (mining would see moved weights)."""
+    labels = np.repeat(np.arange(4), 5)
+    x = np.random.default_rng(0).normal(size=(20, 3)).astype("float32")
+    feed = ArrayTripletFeed(x, labels, steps=4, triplets_per_batch=3)
+    calls = []
+
+    def embed(model):
+        calls.append(1)
+        return x
+
+    miner = SmartMining(embed, labels, feed, steps_per_epoch=4, triplets_per_batch=3, random_epochs=0, k=5)
+    saved = random_triplets(labels, 12, seed=7)
+    miner.restore_checkpoint_state({"epoch": 2, "position": 1, "triplets": saved, "kappa": 1.0,
+                                    "mined_share": 1.0, "mining_seconds": 0.1})  # fmt: skip
+    assert feed.epochs == [2] and np.array_equal(feed.triplets, saved)
+    miner.on_epoch_begin(2)
+    assert not calls and np.array_equal(miner.triplets, saved) and miner.position == 1
+    state = miner.checkpoint_state()
+    assert state["epoch"] == 2 and np.array_equal(state["triplets"], saved)
+    miner.on_epoch_begin(3)  # the next epoch is mined again
+    assert calls == [1] and feed.epochs == [2, 3]
+    with pytest.raises(ValueError, match="expected \\(n, 3\\)"):
+        miner.restore_checkpoint_state({"epoch": 1, "triplets": np.zeros((4, 2), int)})
+    with pytest.raises(ValueError, match="training set has 20 rows"):
+        miner.restore_checkpoint_state({"epoch": 1, "triplets": np.full((4, 3), 25)})
