@@ -104,7 +104,7 @@ def test_heap_merge_of_one_tile_equals_a_stable_sort(rng, exclude_self):
     heap_indices = np.full((30, k), knn._NO_INDEX, np.int64)
     for column_start in range(0, 50, 20):  # three column tiles, the last one narrower
         tile = np.ascontiguousarray(gram[:, column_start : column_start + 20])
-        knn._merge_tile_rows(tile, bias, 0, column_start, exclude_self, heap_scores, heap_indices)
+        knn._merge_tile_rows(tile, bias, np.arange(50), 0, column_start, exclude_self, heap_scores, heap_indices)
     knn._sort_heaps(heap_scores, heap_indices, 0, 30)
     scores = gram - bias
     np.testing.assert_array_equal(heap_indices, stable_top_k(scores, k, exclude_self))
@@ -118,13 +118,38 @@ def test_symmetric_merge_fills_row_and_column_heaps(rng):
     gram = np.ascontiguousarray(2 * x[:10] @ x[10:].T)
     heap_scores = np.full((25, 4), -np.inf, np.float32)
     heap_indices = np.full((25, 4), knn._NO_INDEX, np.int64)
-    knn._merge_tile_both(gram, bias, 0, 10, heap_scores, heap_indices)
+    knn._merge_tile_both(gram, bias, np.arange(25), 0, 10, heap_scores, heap_indices)
     knn._sort_heaps(heap_scores, heap_indices, 0, 25)
     full = 2 * x @ x.T - bias[None, :]
     rows = stable_top_k(full[:10, 10:], 4, exclude_self=False) + 10
     columns = stable_top_k(full[10:, :10], 4, exclude_self=False)
     np.testing.assert_array_equal(heap_indices[:10], rows)
     np.testing.assert_array_equal(heap_indices[10:], columns)
+
+
+def test_heaps_store_ids_and_break_ties_by_id(rng):
+    # Columns in a permuted order: the heap keeps the caller's ids, ties to the lower id.
+    gram = rng.integers(0, 3, size=(12, 40)).astype("float32")
+    bias = np.zeros(40, np.float32)
+    ids = rng.permutation(40).astype(np.int64)
+    heap_scores = np.full((12, 6), -np.inf, np.float32)
+    heap_indices = np.full((12, 6), knn._NO_INDEX, np.int64)
+    knn._merge_tile_rows(gram, bias, ids, 0, 0, False, heap_scores, heap_indices)
+    knn._sort_heaps(heap_scores, heap_indices, 0, 12)
+    in_id_order = np.empty_like(gram)
+    in_id_order[:, ids] = gram
+    np.testing.assert_array_equal(heap_indices, stable_top_k(in_id_order, 6, exclude_self=False))
+
+
+def test_locality_order_is_a_deterministic_permutation_that_groups_clusters(rng):
+    centres = rng.normal(size=(20, 8)) * 10
+    labels = rng.permutation(np.arange(2000) % 20)
+    x = (centres[labels] + rng.normal(size=(2000, 8))).astype("float32")
+    order = knn.locality_order(x, cell_size=64)
+    np.testing.assert_array_equal(np.sort(order), np.arange(2000))
+    np.testing.assert_array_equal(order, knn.locality_order(x, cell_size=64))
+    # Consecutive points in the order share a cluster far more often than at random (1/20).
+    assert np.mean(labels[order][1:] == labels[order][:-1]) > 0.5
 
 
 def test_exact_knn_uses_the_tiled_path_on_cpu(rng, monkeypatch):
