@@ -8,7 +8,9 @@ A checkpoint ``<logdir>/checkpoints/step-00001200/`` holds
   rate, Adam moments, ...) in ``optimizer.variables`` order;
 * ``metrics.npz`` — the compiled metrics' accumulators (``model.metrics_variables``)
   at that step, so an epoch resumed in its middle reports the same epoch
-  values (loss, loss parts, training error, ...) as an uninterrupted run;
+  values (loss, loss parts, training error, ...) as an uninterrupted run
+  (not written under a ``tf.distribute`` strategy, whose per-replica metric
+  variables do not convert to numpy);
 * ``state.json`` — the global step, the run seed, the resolved config, the
   evaluation history so far and, under ``"callbacks"``, the state of every
   stateful training callback;
@@ -114,7 +116,15 @@ class CheckpointManager:
         os.makedirs(tmp)
         np.savez(os.path.join(tmp, "model.npz"), **_values(model.variables))
         np.savez(os.path.join(tmp, "optimizer.npz"), **_values(optimizer.variables))
-        np.savez(os.path.join(tmp, "metrics.npz"), **_values(model.metrics_variables))
+        try:
+            metric_values = _values(model.metrics_variables)
+        except (TypeError, ValueError):
+            # tf.distribute keeps metric sums in per-replica sync-on-read variables that
+            # do not convert to numpy here: no metrics.npz (a mid-epoch resume then
+            # reports the resumed part of that epoch only).
+            metric_values = None
+        if metric_values is not None:
+            np.savez(os.path.join(tmp, "metrics.npz"), **metric_values)
         callback_states, callback_arrays = {}, {}
         for key, callback in stateful_callbacks(callbacks).items():
             callback_states[key], arrays = _split_state(key, callback.checkpoint_state())

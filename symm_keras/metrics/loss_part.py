@@ -17,13 +17,17 @@ has a ``*_loss_parts`` functional (see :mod:`symm_keras.losses.base`):
 each batch (the model output, without gradient) and reports the mean over the
 epoch's batches, like Keras's ``loss`` entry, under the name
 ``<prefix>_<part>`` (``npair_softmax``, ``npair_l2``, ``triplet_active_share``,
-...). It costs nothing unless compiled; when several parts of one loss are
-compiled, the compiled train step (``tf.function`` / ``jax.jit``) shares the
-common computation.
+...). It costs nothing unless compiled. Metrics made from the same loss
+object (:func:`loss_part_metrics`) share one evaluation of the parts per batch:
+the first one to see a batch's ``(y_true, y_pred)`` tensors stores the parts
+on the loss object and the others reuse them.
 """
 
 import keras
+import numpy as np
 from keras import ops
+
+_CACHE = "_symm_keras_parts_cache"
 
 
 def _serialize(loss):
@@ -71,8 +75,22 @@ class LossPart(keras.metrics.Metric):
         self.total = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="total")
         self.count = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="count")
 
+    def _batch_parts(self, y_true, y_pred):
+        """The parts of this batch, shared by the metrics of one loss object.
+
+        Keras passes the same tensors to every compiled metric of a step, so
+        identity marks "same batch"; numpy inputs (mutable) are not cached.
+        """
+        cache = getattr(self.loss, _CACHE, None)
+        if cache is not None and cache[0] is y_true and cache[1] is y_pred:
+            return cache[2]
+        parts = self.loss.parts(y_true, ops.stop_gradient(y_pred))
+        if not isinstance(y_true, np.ndarray) and not isinstance(y_pred, np.ndarray):
+            setattr(self.loss, _CACHE, (y_true, y_pred, parts))
+        return parts
+
     def update_state(self, y_true, y_pred, sample_weight=None):
-        value = self.loss.parts(y_true, ops.stop_gradient(y_pred))[self.part]
+        value = self._batch_parts(y_true, y_pred)[self.part]
         self.total.assign_add(ops.cast(value, "float32"))
         self.count.assign_add(1.0)
 
