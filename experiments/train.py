@@ -84,6 +84,10 @@ _CONFIG_FIELDS = (
 )  # fmt: skip
 
 
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite; the last checkpoint holds finite weights."""
+
+
 class UsageError(ValueError):
     """Unknown or inconsistent flags."""
 
@@ -544,13 +548,32 @@ def run_training(cfg, train_source, test_source, logdir, seed=0, strategy="defau
             print(f"step {step}: {shown}", flush=True)
         return metrics, meta
 
+    def check_finite(step, logs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            last = manager.latest()
+            raise TrainingDiverged(
+                f"the training loss is {float(loss)} at step {step}: training diverged "
+                f"({'last checkpoint ' + last + ' is finite' if last else 'no checkpoint was written'}). "
+                "Lower --lr, start from pretrained --backbone_weights, or train in float32."
+            )
+
     class StepCallback(keras.callbacks.Callback):
-        """Global step, training scalars, periodic evaluation and checkpoints."""
+        """Global step, training scalars, periodic evaluation and checkpoints.
+
+        The loss is checked for NaN/inf where it is read anyway (logging) and
+        before every checkpoint, so a diverged run stops with
+        :class:`TrainingDiverged` and never checkpoints non-finite weights.
+        """
 
         def on_train_batch_end(self, batch, logs=None):
             tracker["step"] += 1
             step = tracker["step"]
-            if log_every and (step % log_every == 0 or step == total):
+            logged = log_every and (step % log_every == 0 or step == total)
+            saving = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total
+            if logged or saving or step == total:
+                check_finite(step, logs)
+            if logged:
                 for key, value in (logs or {}).items():
                     if np.ndim(value) == 0:
                         writer.scalar(key, float(value), step)
@@ -560,7 +583,7 @@ def run_training(cfg, train_source, test_source, logdir, seed=0, strategy="defau
             if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
                 self.model  # on JAX, attaching the model syncs the in-flight training state
                 do_eval(step)
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
+            if saving:
                 manager.save(step, self.model, self.model.optimizer, snapshot(), callbacks=plan.callbacks)
 
     # StepCallback last: it logs and checkpoints after the method's callbacks saw the batch.
@@ -668,6 +691,9 @@ def run_main():
         except UsageError as err:
             print(f"train.py: error: {err}", file=sys.stderr)
             sys.exit(2)
+        except TrainingDiverged as err:
+            print(f"train.py: {err}", file=sys.stderr)
+            sys.exit(3)
 
     app.run(_main)
 

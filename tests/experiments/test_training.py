@@ -165,3 +165,18 @@ def test_command_line_run_on_backend_with_bfloat16(tmp_path, backend):
     assert 0.0 <= saved["metrics"]["recall@1"] <= 1.0
     losses = [float(v) for _, v in read_events(os.path.join(logdir, "train"))["loss"]]
     assert np.isfinite(losses).all()
+
+
+def test_diverged_run_stops_with_a_clear_error_and_no_nonfinite_checkpoint(tmp_path):
+    """A learning rate far too large: the loss overflows, the run stops naming the
+    step, and every checkpoint it left holds finite weights."""
+    train_source, test_source = digits()
+    cfg = tiny_config("npair", steps=30, eval_every=0, checkpoint_every=2, lr=1e12, optimizer="sgd")
+    logdir = str(tmp_path / "diverged")
+    with pytest.raises(train.TrainingDiverged, match=r"training loss is (nan|inf|-inf) at step \d+"):
+        train.run_training(cfg, train_source, test_source, logdir, log_every=1, tsne_points=0, nn_queries=0,
+                           verbose=0)  # fmt: skip
+    latest = CheckpointManager(os.path.join(logdir, "checkpoints")).latest()
+    if latest is not None:
+        assert all(np.isfinite(a).all() for a in model_arrays(latest))
+    assert not os.path.exists(os.path.join(logdir, "results.json"))
