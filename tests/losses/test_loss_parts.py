@@ -287,3 +287,22 @@ def test_fit_logs_parts_that_add_up_to_the_loss():
     total = history["npair_softmax"][0] + history["npair_l2"][0]
     assert total == pytest.approx(history["loss"][0], rel=1e-5)
     assert history["npair_l2"][0] > 0.0
+
+
+def test_metrics_of_one_loss_share_one_parts_evaluation_per_batch():
+    loss = NPairLoss()
+    metrics = loss_part_metrics(loss)
+    labels, x = _pk_batch(NPairLoss, seed=5)
+    calls = []
+    original = loss.parts
+    loss.parts = lambda y_true, y_pred: calls.append(1) or original(y_true, y_pred)
+    y_true, y_pred = ops.convert_to_tensor(labels), ops.convert_to_tensor(x.astype("float32"))
+    for metric in metrics:
+        metric.update_state(y_true, y_pred)
+    assert len(calls) == 1
+    for metric in metrics:  # numpy inputs (mutable) are never shared
+        metric.update_state(labels, x.astype("float32"))
+    assert len(calls) == 3
+    expected = _values(original(labels, x.astype("float32")))
+    for metric, part in zip(metrics, ("softmax", "l2")):
+        assert float(to_numpy(metric.result())) == pytest.approx(expected[part], rel=1e-6)
