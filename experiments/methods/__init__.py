@@ -51,6 +51,13 @@ through ``context.summary_writer`` (``experiments.summaries.SummaryWriter``,
 training error, mining time) can also be put into the Keras ``logs`` dict:
 every numeric entry of ``logs`` is written to TensorBoard under ``train/``.
 
+A callback whose decisions depend on earlier epochs (a controller's history,
+data chosen at the start of the current epoch) must survive a resume:
+give it ``checkpoint_key``, ``checkpoint_state() -> dict`` (JSON values and
+numpy arrays) and ``restore_checkpoint_state(state)``; ``train.py`` saves it
+with every checkpoint and restores it, in callback order, before ``fit``
+(``experiments.checkpoints``). ``AdaptiveKappa`` and ``SmartMining`` do.
+
 A method that needs its own data pipeline reads the training split from
 ``context.train_source``: an :class:`experiments.sources.ImageSource` (a
 ``symm_keras.data`` split index + preprocessing, for cub/cars196/sop) or an
