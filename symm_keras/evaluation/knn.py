@@ -20,10 +20,10 @@ Two paths compute the same lists:
 * on a GPU/TPU (and ``backend="keras"``), ``b × m`` score blocks on the active
   Keras backend and ``ops.top_k`` (peak extra memory one block, ``block_size``
   rows, by default near 128 MiB, plus the ``n × k`` result);
-* on a CPU (``backend="numpy"``) with numba, :func:`tiled_knn`: BLAS products
+* on a CPU (``backend="numpy"``) with numba and ``k ≤ 256``, :func:`tiled_knn`: BLAS products
   of ``tile × tile`` blocks merged at once into per-query heaps, and for a
   self-search only the tiles on and above the diagonal (peak extra memory one
-  4 MiB tile per thread plus the heaps). Without numba, numpy score blocks and
+  4 MiB tile per thread plus the heaps). Otherwise numpy score blocks and
   the chunked :func:`top_k`.
 
 :func:`score_blocks` and :func:`top_k` stay public for callers that need the
@@ -251,6 +251,7 @@ def top_k(scores, k, backend="keras", chunk=64):
 HOST_TILE = 1024  # tile edge: a 1024 × 1024 float32 tile (4 MiB) stays in cache
 _NO_INDEX = np.iinfo(np.int64).max  # an empty heap slot loses every tie
 _STRIPE = 128  # columns tested at once (branch-free) before the exact per-entry merge
+TILED_MAX_K = 256  # larger k: numpy blocks + chunked top-k (see uses_tiled_host_path)
 
 
 if numba is not None:
@@ -431,10 +432,13 @@ def tiled_knn(queries, k, references=None, metric="cosine", tile=None, num_threa
     by compiled loops, so no score leaves the cache and no row is sorted. With
     ``references=None`` only the tiles on and above the diagonal are computed
     (the scores are symmetric up to the bias) and query ``i`` is excluded from
-    its own heap by index. A candidate enters a heap when it beats the heap's
-    worst entry by score or ties it with a lower index, so the result is the
-    order of a stable sort, score descending and lower index first, whatever
-    the tile size, thread count or tile order.
+    its own heap by index; the points are then processed in
+    :func:`locality_order` and the diagonal tiles first, so the heaps hold
+    near-final entries early and most later stripes are rejected by one
+    branch-free test. A candidate enters a heap when it beats the heap's worst
+    entry by score or ties it with a lower index (heaps store the caller's
+    indices), so the result is the order of a stable sort, score descending
+    and lower index first, whatever the tile size, thread count or order.
 
     Args:
         queries, references: checked ``(n, d)`` / ``(m, d)`` float arrays of
@@ -443,8 +447,9 @@ def tiled_knn(queries, k, references=None, metric="cosine", tile=None, num_threa
         metric: ``"cosine"`` or ``"euclidean"``.
         tile: tile edge in rows/columns.
         num_threads: worker threads (default :func:`host_threads`), each with
-            single-threaded BLAS; row strips are handed out largest first, and
-            a lock per row block serialises the merges into one block's heaps.
+            single-threaded BLAS (process-wide while the search runs); row
+            strips are handed out in order (largest first), and a lock per row
+            block serialises the merges into one block's heaps.
 
     Returns:
         ``(indices int64, scores)``, both ``(n, k)``, nearest first; scores are
@@ -543,9 +548,16 @@ def locality_order(points, cell_size=64, seed=0):
     return np.argsort(cell_rank[cells], kind="stable").astype(np.int64)
 
 
-def uses_tiled_host_path(backend):
-    """True when ``exact_knn``/``knn_blocks`` with ``backend`` run :func:`tiled_knn` (CPU + numba)."""
-    return resolve_backend(backend) == "numpy" and numba is not None
+def uses_tiled_host_path(backend, k=1):
+    """True when ``exact_knn``/``knn_blocks`` with ``backend`` and ``k`` run :func:`tiled_knn`.
+
+    That is on the host (``"numpy"``) with numba and ``k ≤`` :data:`TILED_MAX_K`:
+    a heap insertion costs ``O(log k)`` and about ``k·(1 + ln(n/k))`` of them
+    happen per query, so for large ``k`` the numpy blocks with the chunked
+    top-k are faster (15,000 × 128 self-search: tiled 1.9 / 6.0 / 24.4 s at
+    k = 100 / 300 / 1001, numpy blocks 6.5 / 8.4 / 11.7 s).
+    """
+    return resolve_backend(backend) == "numpy" and numba is not None and k <= TILED_MAX_K
 
 
 def _checked_arguments(queries, k, references, metric, block_size):
@@ -576,8 +588,8 @@ def knn_blocks(queries, k, references=None, metric="cosine", block_size=None, ba
             themselves and excludes each query from its own list by index.
         metric: ``"cosine"`` (scores are cosine similarities) or
             ``"euclidean"`` (scores are distances).
-        block_size: queries per block; on the host path (``"numpy"`` with
-            numba) also the tile edge of :func:`tiled_knn` (default
+        block_size: queries per block; on the tiled host path (see
+            :func:`uses_tiled_host_path`) also the tile edge of :func:`tiled_knn` (default
             :data:`HOST_TILE`), otherwise rows per score block (default from
             :func:`default_block_size`).
         backend: ``"keras"`` (active Keras backend and its device; yields
@@ -590,7 +602,7 @@ def knn_blocks(queries, k, references=None, metric="cosine", block_size=None, ba
     """
     backend = resolve_backend(backend)
     queries, k, metric, block_size = _checked_arguments(queries, k, references, metric, block_size)
-    if backend == "numpy" and numba is not None:
+    if uses_tiled_host_path(backend, k):
         return _slices(*_host_knn(queries, references, k, metric, block_size), block_size or HOST_TILE)
     blocks = score_blocks(queries, references, metric=metric, block_size=block_size, backend=backend)
     return _top_k_blocks(blocks, k, metric, backend)
@@ -625,8 +637,9 @@ def exact_knn(queries, k, references=None, metric="cosine", block_size=None, bac
     """Exact kNN of every query; returns numpy arrays.
 
     On a CPU (``backend="numpy"``, or ``"auto"`` without an accelerator) with
-    numba this is :func:`tiled_knn` (faster than faiss' exact search; see
-    docs/smart_mining.md); otherwise score blocks + :func:`top_k`.
+    numba and ``k ≤`` :data:`TILED_MAX_K` this is :func:`tiled_knn` (faster
+    than faiss' exact search; see docs/smart_mining.md); otherwise score
+    blocks + :func:`top_k`.
 
     Returns:
         ``(indices, scores)``, both ``(n, k)``: neighbour indices nearest first
@@ -635,7 +648,7 @@ def exact_knn(queries, k, references=None, metric="cosine", block_size=None, bac
     """
     backend = resolve_backend(backend)
     queries, k, metric, block_size = _checked_arguments(queries, k, references, metric, block_size)
-    if backend == "numpy" and numba is not None:
+    if uses_tiled_host_path(backend, k):
         return _host_knn(queries, references, k, metric, block_size)
     indices, scores = [], []
     for _, _, block_indices, block_scores in _top_k_blocks(

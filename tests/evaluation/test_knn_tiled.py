@@ -159,8 +159,19 @@ def test_exact_knn_uses_the_tiled_path_on_cpu(rng, monkeypatch):
     x = rng.normal(size=(30, 4))
     exact_knn(x, 3, backend="numpy", block_size=8)
     assert calls and calls[0]["tile"] == 8
-    assert knn.uses_tiled_host_path("numpy")
+    assert knn.uses_tiled_host_path("numpy", k=knn.TILED_MAX_K)
+    assert not knn.uses_tiled_host_path("numpy", k=knn.TILED_MAX_K + 1)
     assert not knn.uses_tiled_host_path("keras")
+
+
+def test_large_k_uses_the_numpy_blocks_with_the_same_result(rng, monkeypatch):
+    x = rng.normal(size=(60, 5)).astype("float32")
+    tiled = exact_knn(x, 9, metric="euclidean", backend="numpy")
+    monkeypatch.setattr(knn, "TILED_MAX_K", 8)
+    monkeypatch.setattr(knn, "tiled_knn", lambda *a, **kw: pytest.fail("tiled path used for k > TILED_MAX_K"))
+    blocks = exact_knn(x, 9, metric="euclidean", backend="numpy")
+    np.testing.assert_array_equal(tiled[0], blocks[0])
+    np.testing.assert_allclose(tiled[1], blocks[1], atol=1e-5)
 
 
 def test_host_blocks_are_slices_of_the_result(rng):
