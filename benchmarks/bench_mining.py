@@ -107,7 +107,8 @@ def main():
                     out = out[:2]
                     extra = (f" build={graph.build_seconds:.1f}s search={seconds - graph.build_seconds:.1f}s "
                              f"traverse_adds={graph.traverse_adds / n:.0f}N success={graph.success_rate:.3f} "
-                             f"mean_degree={graph.degrees.mean():.1f}")
+                             f"mean_degree={graph.degrees.mean():.1f} batch={graph.batch_size} "
+                             f"calcs_per_traverse_add={graph.distance_calculations / graph.traverse_adds:.0f}")
                 results[source] = (out, seconds, extra)
             for _ in range(1, args.repeats):  # best of N for exact and faiss, interleaved
                 for source in ("exact", "faiss"):
