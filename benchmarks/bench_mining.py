@@ -75,6 +75,8 @@ def main():
     parser.add_argument("--noise", type=float, default=0.1)
     parser.add_argument("--fanng-budget", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=1, help="best of N for exact and faiss")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="worker threads of exact and faiss (default: all CPUs)")
     args = parser.parse_args()
 
     import keras
@@ -98,6 +100,8 @@ def main():
                 options = {}
                 if source == "fanng":
                     options = {"budget": args.fanng_budget, "return_graph": True}
+                if source in ("exact", "faiss") and args.threads:
+                    options = {"num_threads": args.threads}
                 start = time.perf_counter()
                 out = neighbour_lists(x, args.k, source=source, **options)
                 seconds = time.perf_counter() - start
@@ -113,8 +117,9 @@ def main():
             for _ in range(1, args.repeats):  # best of N for exact and faiss, interleaved
                 for source in ("exact", "faiss"):
                     if source in results:
+                        threads = {"num_threads": args.threads} if args.threads else {}
                         start = time.perf_counter()
-                        neighbour_lists(x, args.k, source=source)
+                        neighbour_lists(x, args.k, source=source, **threads)
                         out, seconds, extra = results[source]
                         results[source] = (out, min(seconds, time.perf_counter() - start), extra)
             exact = results["exact"][0][0] if "exact" in results else None

@@ -570,9 +570,9 @@ def _checked_arguments(queries, k, references, metric, block_size):
     return queries, k, metric, block_size
 
 
-def _host_knn(queries, references, k, metric, block_size):
+def _host_knn(queries, references, k, metric, block_size, num_threads=None):
     queries, references, metric = _prepare(queries, references, metric)
-    indices, best = tiled_knn(queries, k, references=references, metric=metric, tile=block_size)
+    indices, best = tiled_knn(queries, k, references=references, metric=metric, tile=block_size, num_threads=num_threads)
     if metric == "euclidean":
         best = _distances_from_scores(_row_squared_norms(queries), best)
     return indices, best
@@ -633,12 +633,13 @@ def _top_k_blocks(blocks, k, metric, backend):
         yield start, stop, indices, best
 
 
-def exact_knn(queries, k, references=None, metric="cosine", block_size=None, backend="auto"):
+def exact_knn(queries, k, references=None, metric="cosine", block_size=None, backend="auto", num_threads=None):
     """Exact kNN of every query; returns numpy arrays.
 
     On a CPU (``backend="numpy"``, or ``"auto"`` without an accelerator) with
     numba and ``k ≤`` :data:`TILED_MAX_K` this is :func:`tiled_knn` (faster
-    than faiss' exact search; see docs/smart_mining.md); otherwise score
+    than faiss' exact search; see docs/smart_mining.md), with ``num_threads``
+    workers (default: every CPU this process may use); otherwise score
     blocks + :func:`top_k`.
 
     Returns:
@@ -649,7 +650,7 @@ def exact_knn(queries, k, references=None, metric="cosine", block_size=None, bac
     backend = resolve_backend(backend)
     queries, k, metric, block_size = _checked_arguments(queries, k, references, metric, block_size)
     if uses_tiled_host_path(backend, k):
-        return _host_knn(queries, references, k, metric, block_size)
+        return _host_knn(queries, references, k, metric, block_size, num_threads)
     indices, scores = [], []
     for _, _, block_indices, block_scores in _top_k_blocks(
         score_blocks(queries, references, metric=metric, block_size=block_size, backend=backend), k, metric, backend

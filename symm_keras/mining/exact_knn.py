@@ -30,7 +30,7 @@ def drop_self_matches(indices, distances, k):
     return indices[rows, cols], distances[rows, cols]
 
 
-def exact_knn(embeddings, k, references=None, block_size=None, backend="auto"):
+def exact_knn(embeddings, k, references=None, block_size=None, backend="auto", num_threads=None):
     """The ``k`` nearest references of every row of ``embeddings`` (squared Euclidean).
 
     Args:
@@ -42,6 +42,8 @@ def exact_knn(embeddings, k, references=None, block_size=None, backend="auto"):
             default chosen by :func:`symm_keras.evaluation.knn.default_block_size`.
         backend: ``"auto"`` (Keras backend on a GPU/TPU, the tiled host
             search on a CPU), ``"keras"`` or ``"numpy"``.
+        num_threads: worker threads of the CPU search (default: every CPU
+            this process may use).
 
     Returns:
         ``(indices, squared_distances)`` as numpy arrays ``(N, k)`` int64 and
@@ -54,5 +56,6 @@ def exact_knn(embeddings, k, references=None, block_size=None, backend="auto"):
         metric="euclidean",
         block_size=block_size,
         backend=backend,
+        num_threads=num_threads,
     )
     return indices, np.square(distances)
