@@ -123,13 +123,16 @@ if numba is not None:
         return s
 
     @_jit
-    def _greedy(x, adj, deg, q, v, stamp, seen, seen_d):
-        """FANNG Alg. 2 from ``v`` towards ``q``: returns (stop vertex, its distance, found, calcs)."""
+    def _greedy(x, adj, deg, q, v, hop_d):
+        """FANNG Alg. 2 from ``v`` towards ``q``: returns (stop vertex, its distance, found, calcs).
+
+        On return ``hop_d[e]`` holds ``d(q, b)`` for the stop vertex's ``e``-th
+        neighbour ``b`` (the occlusion test of a failed search). No cache across
+        hops: a vertex seen again was read a moment ago and is still in cache.
+        """
         cur = v
         dcur = _sqdist(x, cur, q)
         calcs = 1
-        seen[cur] = stamp
-        seen_d[cur] = dcur
         while True:
             for e in range(deg[cur]):  # the target is a neighbour: distance 0, success
                 if adj[cur, e] == q:
@@ -137,59 +140,45 @@ if numba is not None:
             best = -1
             best_d = dcur
             for e in range(deg[cur]):
-                n = adj[cur, e]
-                if seen[n] == stamp:
-                    d = seen_d[n]
-                else:
-                    d = _sqdist(x, n, q)
-                    seen[n] = stamp
-                    seen_d[n] = d
-                    calcs += 1
+                d = _sqdist(x, adj[cur, e], q)
+                hop_d[e] = d
                 if d < best_d:
                     best_d = d
-                    best = n
+                    best = e
+            calcs += deg[cur]
             if best < 0:
-                return cur, dcur, cur == q, calcs
-            cur = best
+                return cur, dcur, False, calcs
+            cur = adj[cur, best]
             dcur = best_d
 
     @_jit
-    def _search_slot(x, adj, deg, pairs, lo, first, last, stamp0, seen, seen_d, out_u, out_d,
-                     out_ok, out_calcs, occ_d):
+    def _search_slot(x, adj, deg, pairs, lo, first, last, out_u, out_d, out_ok, out_calcs, occ_d):
         """Greedy searches for batch items ``first..last-1`` (pairs ``lo + j``) on the frozen graph.
 
         For a failed search stopping at ``u`` it also records ``d(q, b)`` for every
         current neighbour ``b`` of ``u`` (the occlusion test of the merge). An
         item's result depends only on the graph and its pair, not on the thread.
         """
+        hop_d = np.empty(adj.shape[1], np.float32)
         for j in range(first, last):
             i = lo + j
-            q = pairs[i, 0]
-            stamp = stamp0 + i
-            u, du, ok, calcs = _greedy(x, adj, deg, q, pairs[i, 1], stamp, seen, seen_d)
+            u, du, ok, calcs = _greedy(x, adj, deg, pairs[i, 0], pairs[i, 1], hop_d)
             if not ok:
                 for e in range(deg[u]):
-                    b = adj[u, e]
-                    if seen[b] == stamp:
-                        occ_d[j, e] = seen_d[b]
-                    else:
-                        occ_d[j, e] = _sqdist(x, q, b)
-                        calcs += 1
+                    occ_d[j, e] = hop_d[e]
             out_u[j] = u
             out_d[j] = du
             out_ok[j] = ok
             out_calcs[j] = calcs
 
     @_pjit
-    def _search_batch(x, adj, deg, pairs, lo, hi, stamp0, seen, seen_d, out_u, out_d, out_ok,
-                      out_calcs, occ_d):
-        """:func:`_search_slot` over ``pairs[lo:hi]``, split across ``seen.shape[0]`` threads."""
-        n_slots = seen.shape[0]
+    def _search_batch(x, adj, deg, pairs, lo, hi, n_slots, out_u, out_d, out_ok, out_calcs, occ_d):
+        """:func:`_search_slot` over ``pairs[lo:hi]``, split into ``n_slots`` parallel parts."""
         count = hi - lo
         per = (count + n_slots - 1) // n_slots
         for c in _prange(n_slots):
-            _search_slot(x, adj, deg, pairs, lo, c * per, min(count, (c + 1) * per), stamp0,
-                         seen[c], seen_d[c], out_u, out_d, out_ok, out_calcs, occ_d)
+            _search_slot(x, adj, deg, pairs, lo, c * per, min(count, (c + 1) * per), out_u, out_d,
+                         out_ok, out_calcs, occ_d)
 
     @_jit
     def _merge_batch(x, adj, lens, deg, pairs, lo, hi, start, out_u, out_d, out_ok, out_calcs, occ_d,
@@ -558,19 +547,17 @@ def build_fanng(embeddings, target_success_rate=0.98, success_window=1000,
     status = _EXHAUSTED
     with _threads(num_threads) as threads:
         slots = 1 if batch < 2 * threads else threads
-        seen = np.full((slots, n), -1, np.int64)
-        seen_d = np.zeros((slots, n), np.float32)
         while done < max_adds and status != _DONE:
             m = min(chunk, max_adds - done)
             pairs = _random_pairs(rng, n, m)
             for lo in range(0, m, batch):
                 hi = min(m, lo + batch)
                 if slots == 1:
-                    _search_slot(x, adj, deg, pairs, lo, 0, hi - lo, done, seen[0], seen_d[0], out_u,
-                                 out_d, out_ok, out_calcs, occ_d)
+                    _search_slot(x, adj, deg, pairs, lo, 0, hi - lo, out_u, out_d, out_ok, out_calcs,
+                                 occ_d)
                 else:
-                    _search_batch(x, adj, deg, pairs, lo, hi, done, seen, seen_d, out_u, out_d,
-                                  out_ok, out_calcs, occ_d)
+                    _search_batch(x, adj, deg, pairs, lo, hi, slots, out_u, out_d, out_ok, out_calcs,
+                                  occ_d)
                 used = 0
                 while True:
                     used, status = _merge_batch(x, adj, lens, deg, pairs, lo, hi, used, out_u, out_d,
