@@ -11,7 +11,12 @@ run directory, so an interrupted reproduction restarted with the same command
 resumes the unfinished row from its last checkpoint and skips finished rows.
 It needs a GPU (ten GoogLeNet trainings) and, unless the dataset and the
 ImageNet GoogLeNet weights are already on disk, internet; it says so and
-stops when either is missing.
+stops when either is missing. The dataset is downloaded
+(``data_prep.download``) and prepared (``data_prep.prepare``: every image
+decode-checked, corrupt ones listed and left out) into ``--data_root``; the
+BVLC GoogLeNet weights (``data_prep.weights``) into ``--weights_dir``, which
+the training runs get as ``SYMM_KERAS_WEIGHTS``. ``--mirror`` /
+``--weights_mirror`` name a base URL tried before the official hosts.
 """
 
 import json
@@ -40,6 +45,10 @@ def define_flags():
     flags.DEFINE_list("methods", None, "Subset of the rows' methods (default: every implemented Symm row + baseline).")
     flags.DEFINE_bool("allow_cpu", False, "Run even without a GPU (days on a CPU; for checking the plumbing).")
     flags.DEFINE_string("extra_train_flags", "", "Extra flags passed to every experiments.train run.")
+    flags.DEFINE_string("mirror", None, "Base URL tried first for the dataset archives (mirror/<file name>).")
+    flags.DEFINE_string("weights_dir", None, "Where the ImageNet weights are (default $SYMM_KERAS_WEIGHTS "
+                        "or ~/.keras/symm_keras); downloaded there if missing.")
+    flags.DEFINE_string("weights_mirror", None, "Base URL tried first for the weights.")
     flags.mark_flag_as_required("dataset")
 
 
@@ -120,60 +129,130 @@ def fail(message):
     sys.exit(2)
 
 
-def prepare_dataset(dataset, root):
+def _host_of(url):
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _need_internet(what, host, port, hint):
+    if not internet_reachable(host, port):
+        fail(f"{what}, and downloading it needs internet, but {host}:{port} cannot be reached. {hint}")
+
+
+def prepare_dataset(dataset, root, mirror=None):
+    """Download (``data_prep.download``) and prepare (``data_prep.prepare``) unless complete at ``root``."""
     if dataset_ready(dataset, root):
         print(f"dataset {dataset}: found complete at {root}", flush=True)
         return
-    host, port = DOWNLOAD_HOSTS[dataset]
-    if not internet_reachable(host, port):
-        fail(
-            f"{dataset} is not (completely) at {root}, and downloading it needs internet, but {host}:{port} "
-            f"cannot be reached. Copy an extracted dataset there (official layout, see docs/data.md) or run "
-            f"on a machine with internet."
-        )
-    for module in ("data_prep.download", "data_prep.prepare"):
-        cmd = [sys.executable, "-m", module, f"--dataset={dataset}", f"--data_root={root}"]
-        print("+", " ".join(cmd), flush=True)
-        if subprocess.call(cmd) != 0:
-            fail(f"{' '.join(cmd)} failed (see its message above)")
+    from data_prep import download, prepare
+
+    host, port = _host_of(mirror) if mirror else DOWNLOAD_HOSTS[dataset]
+    _need_internet(f"{dataset} is not (completely) at {root}", host, port,
+                   "Copy an extracted dataset there (official layout, see docs/data.md) or run on a machine "
+                   "with internet.")  # fmt: skip
+    print(f"+ data_prep.download --dataset {dataset} --root {root}" + (f" --mirror {mirror}" if mirror else ""),
+          flush=True)  # fmt: skip
+    try:
+        download.download_dataset(dataset, root, mirror=mirror)
+        print(f"+ data_prep.prepare --dataset {dataset} --root {root}", flush=True)
+        summary = prepare.prepare(dataset, root)
+    except (OSError, ValueError) as err:
+        fail(f"preparing {dataset} at {root} failed: {err}")
+    if summary["corrupt_skipped"]:
+        print(f"left out {len(summary['corrupt_skipped'])} corrupt images (listed in {root}/corrupt_images.txt)")
     if not dataset_ready(dataset, root):
         fail(f"after download/prepare, {root} still does not hold the complete {dataset} dataset")
 
 
-def main(argv):
-    if len(argv) > 1:
-        fail(f"unexpected arguments {argv[1:]}")
-    dataset = FLAGS.dataset
-    root = FLAGS.data_root or os.path.join("data", dataset)
-    logdir = FLAGS.logdir or os.path.join("runs", "reproduce", dataset)
+def imagenet_weights_needed(rows, extra_train_flags):
+    """Backbones of ``rows`` that load ImageNet weights (none when the extra flags override them)."""
+    from experiments import configs
+
+    if any(flag.startswith("--backbone_weights") for flag in extra_train_flags):
+        return []
+    return sorted({configs.get_config(row).backbone for row in rows
+                   if configs.get_config(row).backbone_weights == "imagenet"})  # fmt: skip
+
+
+def prepare_weights(backbones, weights_dir, mirror=None):
+    """Fetch the ImageNet weights of ``backbones`` into ``weights_dir`` unless there (``data_prep.weights``)."""
+    from data_prep import weights
+
+    for backbone in backbones:
+        if backbone not in weights.CHECKPOINTS:
+            continue  # keras.applications backbones fetch their own weights
+        path = os.path.join(weights_dir, weights.CHECKPOINTS[backbone])
+        if any(os.path.exists(path + suffix) for suffix in ("", ".index")):
+            print(f"weights {backbone}: found at {path}", flush=True)
+            continue
+        url = mirror or weights.WEIGHTS[backbone].urls[0]
+        _need_internet(f"the ImageNet weights of {backbone} are not at {path}", *_host_of(url),
+                       f"Put them there (python -m data_prep.weights --model {backbone} --dest {weights_dir} "
+                       "on a machine with internet) or pass --weights_dir.")  # fmt: skip
+        print(f"+ data_prep.weights --model {backbone} --dest {weights_dir}", flush=True)
+        try:
+            weights.fetch_weights(backbone, weights_dir, mirror=mirror)
+        except (OSError, ValueError) as err:
+            fail(f"fetching the {backbone} weights failed: {err}")
+
+
+def reproduce(dataset, root, logdir, methods=None, allow_cpu=False, extra_train_flags=(), mirror=None,
+              weights_dir=None, weights_mirror=None):  # fmt: skip
+    """Download → prepare → train each row (resumable) → ``<logdir>/comparison.md``; returns the table."""
+    from symm_keras.models.registry import WEIGHTS_ENV, weights_dir as default_weights_dir
+
     gpu = find_gpu()
-    if gpu is None and not FLAGS.allow_cpu:
+    if gpu is None and not allow_cpu:
         fail(
             "this needs a GPU: no GPU is visible to the Keras backend (KERAS_BACKEND="
             f"{os.environ.get('KERAS_BACKEND', 'tensorflow')}). Ten GoogLeNet trainings on a CPU take days. "
             "Run it on a GPU machine (docs/training.md, 'GPU'), or pass --allow_cpu to run anyway."
         )
     print(f"accelerator: {gpu or 'CPU only (--allow_cpu)'}", flush=True)
-    prepare_dataset(dataset, root)
-    rows = rows_for(dataset, FLAGS.methods)
+    rows = rows_for(dataset, methods)
     if not rows:
-        fail(f"--methods {FLAGS.methods} selects no Symm row")
+        fail(f"--methods {','.join(methods or [])} selects no Symm row")
+    extra_train_flags = list(extra_train_flags)
+    weights_dir = os.path.abspath(weights_dir or default_weights_dir())
+    prepare_dataset(dataset, root, mirror)
+    prepare_weights(imagenet_weights_needed(rows, extra_train_flags), weights_dir, weights_mirror)
+    env = dict(os.environ, **{WEIGHTS_ENV: weights_dir})
     results = []
     for row in rows:
         run_dir = os.path.join(logdir, row)
         result_file = os.path.join(run_dir, "results.json")
         if not os.path.exists(result_file):
             cmd = [sys.executable, "-m", "experiments.train", f"--config={row}", f"--data_root={root}",
-                   f"--logdir={run_dir}"] + FLAGS.extra_train_flags.split()  # fmt: skip
+                   f"--logdir={run_dir}"] + extra_train_flags  # fmt: skip
             print("+", " ".join(cmd), flush=True)
-            if subprocess.call(cmd) != 0:
+            if subprocess.call(cmd, env=env) != 0:
                 fail(f"training {row} failed; rerun the same command to resume it from its last checkpoint")
         with open(result_file) as f:
             results.append((row, json.load(f)))
     table = comparison_table(dataset, results)
+    os.makedirs(logdir, exist_ok=True)
     with open(os.path.join(logdir, "comparison.md"), "w") as f:
         f.write(table)
     print(table)
+    return table
+
+
+def main(argv):
+    if len(argv) > 1:
+        fail(f"unexpected arguments {argv[1:]}")
+    reproduce(
+        FLAGS.dataset,
+        FLAGS.data_root or os.path.join("data", FLAGS.dataset),
+        FLAGS.logdir or os.path.join("runs", "reproduce", FLAGS.dataset),
+        methods=FLAGS.methods,
+        allow_cpu=FLAGS.allow_cpu,
+        extra_train_flags=FLAGS.extra_train_flags.split(),
+        mirror=FLAGS.mirror,
+        weights_dir=FLAGS.weights_dir,
+        weights_mirror=FLAGS.weights_mirror,
+    )
     return 0
 
 
