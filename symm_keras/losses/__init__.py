@@ -3,9 +3,9 @@ DAMLRRM and Smart Mining. Each is a functional form plus a registered
 ``keras.losses.Loss`` subclass (``y_true``: integer labels, ``y_pred``: embeddings).
 """
 
-from symm_keras.losses.angular import AngularLoss, angular_loss
+from symm_keras.losses.angular import AngularLoss, angular_loss, angular_loss_parts
 from symm_keras.losses.base import EmbeddingLoss
-from symm_keras.losses.contrastive import ContrastiveLoss, contrastive_loss
+from symm_keras.losses.contrastive import ContrastiveLoss, contrastive_loss, contrastive_loss_parts
 from symm_keras.losses.damlrrm import (
     DAMLRRMLoss,
     DAMLRRMLossPart,
@@ -15,9 +15,9 @@ from symm_keras.losses.damlrrm import (
     damlrrm_metrics,
     damlrrm_shuffled_loss,
 )
-from symm_keras.losses.lifted_structure import LiftedStructureLoss, lifted_structure_loss
-from symm_keras.losses.npair import NPairLoss, npair_loss
-from symm_keras.losses.semihard_triplet import SemiHardTripletLoss, semihard_triplet_loss
+from symm_keras.losses.lifted_structure import LiftedStructureLoss, lifted_structure_loss, lifted_structure_loss_parts
+from symm_keras.losses.npair import NPairLoss, npair_loss, npair_loss_parts
+from symm_keras.losses.semihard_triplet import SemiHardTripletLoss, semihard_triplet_loss, semihard_triplet_loss_parts
 from symm_keras.losses.smart_mining import (
     GlobalLoss,
     RatioTripletLoss,
@@ -26,16 +26,19 @@ from symm_keras.losses.smart_mining import (
     global_loss,
     ratio_triplet_loss,
     smart_mining_loss,
+    smart_mining_loss_parts,
 )
-from symm_keras.losses.symm_angular import SymmAngularLoss, symm_angular_loss
+from symm_keras.losses.symm_angular import SymmAngularLoss, symm_angular_loss, symm_angular_loss_parts
 from symm_keras.losses.symm_lifted_structure import (
     SymmLiftedStructureLoss,
     symm_lifted_structure_loss,
+    symm_lifted_structure_loss_parts,
 )
-from symm_keras.losses.symm_npair import SymmNPairLoss, symm_npair_loss
+from symm_keras.losses.symm_npair import SymmNPairLoss, symm_npair_loss, symm_npair_loss_parts
 from symm_keras.losses.symm_semihard_triplet import (
     SymmSemiHardTripletLoss,
     symm_semihard_triplet_loss,
+    symm_semihard_triplet_loss_parts,
 )
-from symm_keras.losses.symm_triplet import SymmTripletLoss, symm_triplet_loss
-from symm_keras.losses.triplet import TripletLoss, triplet_loss
+from symm_keras.losses.symm_triplet import SymmTripletLoss, symm_triplet_loss, symm_triplet_loss_parts
+from symm_keras.losses.triplet import TripletLoss, triplet_loss, triplet_loss_parts
