@@ -72,7 +72,8 @@ Where each detail comes from. [SM] = the Smart Mining paper (Sec. 3.2.1),
   The build may stop in the middle of a batch (the rest of it is discarded).
   A batch of ``1`` is the sequential FANNG Alg. 4; any batch size gives a
   graph that depends only on the embeddings, the seed and the batch size,
-  never on the thread count.
+  never on the thread count. Batches under 1,024 pairs (``N`` < 16,384 by
+  default) run in one thread: starting the threads costs more than it saves.
 * [ours] *Locality order*: by default the vertices are renumbered in a
   random-projection-tree order (:func:`locality_order`) before the build, so
   that neighbouring vertices share cache lines and pages; the random pairs
@@ -99,6 +100,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     numba = None
 
 _DONE, _OVERFLOW, _EXHAUSTED = 0, 1, 2
+_MIN_PARALLEL_BATCH = 1024  # smaller batches run their searches in one thread
 
 
 def _require_numba():
@@ -546,7 +548,7 @@ def build_fanng(embeddings, target_success_rate=0.98, success_window=1000,
     batches = 0
     status = _EXHAUSTED
     with _threads(num_threads) as threads:
-        slots = 1 if batch < 2 * threads else threads
+        slots = threads if batch >= _MIN_PARALLEL_BATCH else 1  # small batches: thread start-up dominates
         while done < max_adds and status != _DONE:
             m = min(chunk, max_adds - done)
             pairs = _random_pairs(rng, n, m)

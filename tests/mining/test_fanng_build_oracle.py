@@ -86,7 +86,8 @@ def oracle_build(x, seed, batch, target, window_size, max_adds):
 
 
 @pytest.mark.parametrize("batch", [1, 7, 64])
-def test_build_matches_literal_traverse_add_loop(batch):
+def test_build_matches_literal_traverse_add_loop(batch, monkeypatch):
+    monkeypatch.setattr(fanng, "_MIN_PARALLEL_BATCH", 16)  # batch 64 runs its searches in threads
     x = grid_points(150, 4, 6, seed=batch)
     target, window, max_adds = 0.95, 100, 6000
     graph = fanng.build_fanng(x, target_success_rate=target, success_window=window,
@@ -102,7 +103,8 @@ def test_build_matches_literal_traverse_add_loop(batch):
                                       np.array([length for length, _ in adj[v]], np.float32))
 
 
-def test_parallel_build_independent_of_thread_count():
+def test_parallel_build_independent_of_thread_count(monkeypatch):
+    monkeypatch.setattr(fanng, "_MIN_PARALLEL_BATCH", 16)
     x = grid_points(400, 5, 6, seed=3)
     one = fanng.build_fanng(x, seed=5, batch_size=32, num_threads=1)
     two = fanng.build_fanng(x, seed=5, batch_size=32, num_threads=2)
