@@ -20,11 +20,12 @@ Two paths compute the same lists:
 * on a GPU/TPU (and ``backend="keras"``), ``b × m`` score blocks on the active
   Keras backend and ``ops.top_k`` (peak extra memory one block, ``block_size``
   rows, by default near 128 MiB, plus the ``n × k`` result);
-* on a CPU (``backend="numpy"``) with numba and ``k ≤ 256``, :func:`tiled_knn`: BLAS products
-  of ``tile × tile`` blocks merged at once into per-query heaps, and for a
-  self-search only the tiles on and above the diagonal (peak extra memory one
-  4 MiB tile per thread plus the heaps). Otherwise numpy score blocks and
-  the chunked :func:`top_k`.
+* on a CPU (``backend="numpy"``) with numba and ``k ≤ 256``,
+  :func:`tiled_knn`: BLAS products of ``tile × tile`` blocks merged at once
+  into per-query heaps, and for a self-search only the tiles on and above the
+  diagonal (peak extra memory one 4 MiB tile per thread, the heaps and a
+  reordered copy of the embeddings). Otherwise numpy score blocks and the
+  chunked :func:`top_k`.
 
 :func:`score_blocks` and :func:`top_k` stay public for callers that need the
 scores themselves (retrieval ranks every item, not only the ``k`` nearest).
