@@ -569,6 +569,7 @@ def run_training(cfg, train_source, test_source, logdir, seed=0, strategy="defau
         def on_train_batch_end(self, batch, logs=None):
             tracker["step"] += 1
             step = tracker["step"]
+            self.batch_keys = set(logs or ())
             logged = log_every and (step % log_every == 0 or step == total)
             saving = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total
             if logged or saving or step == total:
@@ -585,6 +586,12 @@ def run_training(cfg, train_source, test_source, logdir, seed=0, strategy="defau
                 do_eval(step)
             if saving:
                 manager.save(step, self.model, self.model.optimizer, snapshot(), callbacks=plan.callbacks)
+
+        def on_epoch_end(self, epoch, logs=None):
+            # Values the method's callbacks add per epoch (κ, mined share, mining time), at the epoch's last step.
+            for key, value in (logs or {}).items():
+                if key not in getattr(self, "batch_keys", ()) and np.ndim(value) == 0:
+                    writer.scalar(key, float(value), tracker["step"])
 
     # StepCallback last: it logs and checkpoints after the method's callbacks saw the batch.
     callbacks = resumers + list(plan.callbacks) + [StepCallback()]

@@ -126,9 +126,10 @@ def build_smart_mining(context):
     miner = SmartMining(inputs, labels, feed, steps, t, kappa=kappa, mined_share=float(options["mined_share"]),
                         random_epochs=int(options["random_epochs"]), k=int(options["k"]), source=options["source"],
                         embed_batch_size=int(options["embed_batch_size"]), seed=context.seed)
-    miner.prime(0)  # epoch 0 is random: set before fit (Keras may read a batch first)
-    # The model before fit: a resume at an epoch boundary mines the next epoch at restore time.
+    # The model before fit: a resume at an epoch boundary mines the next epoch at restore time,
+    # and epoch 0 is mined (or drawn at random) before fit, which may read a batch first (JAX).
     miner.set_model(context.model)
+    miner.prime(0)
     callbacks.append(miner)
     # fit deletes its iterator after on_train_end; the prefetcher may be waiting
     # for the triplets of the epoch after the last one: release it first.

@@ -155,17 +155,23 @@ class SmartMining(keras.callbacks.Callback):
         return epoch_rows, kappa
 
     def prime(self, epoch=0):
-        """Hand ``epoch``'s triplets to the feed before ``fit`` when they are random.
+        """Hand ``epoch``'s triplets to the feed before ``fit``.
 
         Keras may read a batch before ``on_epoch_begin(0)`` (the JAX backend
         builds the model from one), so a feed must not wait for epoch 0.
-        Returns True when the triplets were set.
+        Random epochs need no model; a mined one needs the model set first
+        (``set_model``), else nothing is primed. ``on_epoch_begin(epoch)``
+        then keeps these triplets. Returns True when the triplets were set.
         """
-        if epoch < self.random_epochs or self.mined_share == 0.0:
-            triplets, _ = self.mine(epoch)
-            self.feed.set_triplets(triplets.triplets, epoch=epoch)
-            return True
-        return False
+        if epoch >= self.random_epochs and self.mined_share > 0.0 and getattr(self, "_model", None) is None:
+            return False
+        start = time.perf_counter()
+        mined, kappa = self.mine(epoch)
+        logged = {"kappa": kappa, "mined_share": mined.mined_share, "mining_seconds": time.perf_counter() - start}
+        self.feed.set_triplets(mined.triplets, epoch=epoch)
+        self._restored = (int(epoch), mined.triplets, 0, logged)
+        self.epoch, self.triplets, self.position, self.last = int(epoch), mined.triplets, 0, dict(logged)
+        return True
 
     def on_epoch_begin(self, epoch, logs=None):
         restored, self._restored = self._restored, None

@@ -9,7 +9,7 @@ from experiments import configs, methods, train
 from symm_keras.callbacks.adaptive_kappa import AdaptiveKappa
 from symm_keras.callbacks.smart_mining import SmartMining
 from symm_keras.losses.smart_mining import SmartMiningLoss
-from tests.experiments.helpers import digits, tiny_config
+from tests.experiments.helpers import digits, read_events, run_script, tiny_config
 
 
 def test_rows_of_tables_1_2_and_studies_are_registered():
@@ -55,3 +55,30 @@ def test_tiny_end_to_end_run_logs_mining(tmp_path):
     with open(os.path.join(str(tmp_path), "results.json")) as f:
         saved = json.load(f)
     assert saved and result is not None
+    events = read_events(os.path.join(str(tmp_path), "train"))
+    spe = saved["steps_per_epoch"]
+    for tag in ("kappa", "mined_share", "mining_seconds", "training_error"):
+        assert tag in events, f"{tag} not in TensorBoard: {sorted(events)}"
+    # one value per epoch at its last step; epoch 0 (random_epochs=1) has no mined triplets
+    assert [step for step, _ in events["mined_share"]] == [spe, 2 * spe, 3 * spe]
+    assert float(events["mined_share"][0][1]) == 0.0 and float(events["mined_share"][1][1]) > 0.0
+
+
+def test_mined_first_epoch_starts_on_jax(tmp_path):
+    """random_epochs=0: epoch 0 is mined before fit, so JAX (which reads a batch
+    before on_epoch_begin) does not wait on an empty feed."""
+    code = f"""
+from experiments import train
+from tests.experiments.helpers import digits, tiny_config
+cfg = tiny_config("smart_mining", steps=None, epochs=2, lr=0.01, optimizer="sgd", l2_normalize=True,
+                  method_kwargs={{"source": "exact", "triplets_per_batch": 20, "random_epochs": 0}})
+train_source, test_source = digits()
+train.run_training(cfg, train_source, test_source, {str(tmp_path)!r}, tsne_points=0, nn_queries=0, log_every=1,
+                   verbose=0)
+print("finished", flush=True)
+"""
+    done = run_script(code, env={"KERAS_BACKEND": "jax"}, timeout=150)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "finished" in done.stdout
+    first_epoch = min(read_events(os.path.join(str(tmp_path), "train"))["mined_share"])
+    assert float(first_epoch[1]) > 0.0  # epoch 0 was mined, not random
