@@ -8,7 +8,7 @@ Definitions and measured figures: ``docs/evaluation.md``.
 from symm_keras.evaluation.clustering import contingency, normalized_mutual_info, pair_counting_f1
 from symm_keras.evaluation.evaluator import STANDARD_RECALL_KS, EvaluationResult, evaluate_embeddings
 from symm_keras.evaluation.kmeans import KMEANS_IMPLEMENTATIONS, KMeansResult, faiss_available, kmeans
-from symm_keras.evaluation.knn import default_block_size, exact_knn, knn_blocks, resolve_backend
+from symm_keras.evaluation.knn import default_block_size, exact_knn, knn_blocks, resolve_backend, tiled_knn
 from symm_keras.evaluation.retrieval import (
     NeighbourRelevance,
     map_at_r,
@@ -38,5 +38,6 @@ __all__ = [
     "r_precision",
     "recall_at_k",
     "resolve_backend",
+    "tiled_knn",
     "retrieval_metrics",
 ]
