@@ -639,11 +639,19 @@ def fanng_search(graph, k, budget=None, queries=None, num_threads=None):
     queries = np.arange(n, dtype=np.int64) if queries is None else np.asarray(queries, np.int64)
     if queries.ndim != 1 or (queries.size and (queries.min() < 0 or queries.max() >= n)):
         raise ValueError(f"queries must be a vector of vertex ids in [0, {n}).")
+    # Queries run in memory order (consecutive queries explore overlapping, cached
+    # neighbourhoods); each query's result does not depend on the order.
+    positions = graph.positions[queries]
+    run_order = np.argsort(positions, kind="stable")
     with _threads(num_threads) as threads:
         n_chunks = max(1, min(len(queries), 8 * threads))
-        idx, dist, _ = _backtrack_all(graph.internal_embeddings, graph.internal_adjacency,
-                                      graph.internal_degrees, graph.positions[queries], k, budget,
-                                      n_chunks)
+        idx_run, dist_run, _ = _backtrack_all(graph.internal_embeddings, graph.internal_adjacency,
+                                              graph.internal_degrees, positions[run_order], k,
+                                              budget, n_chunks)
+    idx = np.empty_like(idx_run)
+    dist = np.empty_like(dist_run)
+    idx[run_order] = idx_run
+    dist[run_order] = dist_run
     return np.where(idx >= 0, graph.order[np.maximum(idx, 0)], -1), dist
 
 
