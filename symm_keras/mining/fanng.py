@@ -74,10 +74,12 @@ Where each detail comes from. [SM] = the Smart Mining paper (Sec. 3.2.1),
   graph that depends only on the embeddings, the seed and the batch size,
   never on the thread count. Batches under 1,024 pairs (``N`` < 16,384 by
   default) run in one thread: starting the threads costs more than it saves.
-* [ours] *Locality order*: by default the vertices are renumbered in a
-  random-projection-tree order (:func:`locality_order`) before the build, so
-  that neighbouring vertices share cache lines and pages; the random pairs
-  are drawn in that numbering. Results are reported in sample ids.
+* [ours] *Locality order*: by default the vertices are renumbered in the
+  order of :func:`symm_keras.evaluation.knn.locality_order` (the one the tiled
+  exact search uses: nearest-seed cells along the seeds' principal direction)
+  before the build, so that neighbouring vertices share cache lines and
+  pages; the random pairs are drawn in that numbering. Results are reported
+  in sample ids.
 
 Speed: the loops are compiled with numba (a dependency of pynndescent; install
 ``symm_keras[ann]``); plain Python loops would take hours at SOP size. The
@@ -93,6 +95,8 @@ import time
 import warnings
 
 import numpy as np
+
+from symm_keras.evaluation.knn import locality_order
 
 try:  # numba compiles the graph loops; without it the "fanng" source is unavailable.
     import numba
@@ -363,7 +367,7 @@ class FanngGraph:
     """A FANNG over ``embeddings`` and its build record.
 
     The graph is stored over the vertices in ``order`` (a locality order, see
-    :func:`locality_order`; position ``p`` holds sample ``order[p]``):
+    ``evaluation.knn.locality_order``; position ``p`` holds sample ``order[p]``):
     ``internal_adjacency[p, :internal_degrees[p]]`` are the positions of the
     out-neighbours of position ``p``, sorted by squared length
     ``internal_edge_lengths``. ``adjacency``, ``edge_lengths``, ``degrees`` and
@@ -423,31 +427,6 @@ class FanngGraph:
         return fanng_search(self, k, budget=budget, queries=queries, num_threads=num_threads)
 
 
-def locality_order(x, seed=0, leaf_size=64):
-    """A vertex order that keeps nearby embeddings nearby in memory (ours, not the papers').
-
-    Random-projection tree: split a set at the median of its projections on
-    the difference of two of its points drawn at random, recursively, down to
-    ``leaf_size``; the leaves in depth-first order give the order. Graph
-    searches then read neighbouring rows from the same cache lines and pages.
-    Cost: about ``log2(N / leaf_size)`` passes over the data.
-    """
-    rng = np.random.default_rng(seed)
-    pieces, stack = [], [np.arange(len(x))]
-    while stack:
-        ids = stack.pop()
-        if len(ids) <= leaf_size:
-            pieces.append(ids)
-            continue
-        a, b = rng.choice(len(ids), 2, replace=False)
-        projection = x[ids] @ (x[ids[a]] - x[ids[b]])
-        half = len(ids) // 2
-        split = np.argpartition(projection, half)
-        stack.append(ids[split[half:]])
-        stack.append(ids[split[:half]])
-    return np.concatenate(pieces).astype(np.int64)
-
-
 @contextlib.contextmanager
 def _threads(num_threads):
     """Run numba's parallel loops with ``num_threads`` threads (default: numba's setting)."""
@@ -504,7 +483,7 @@ def build_fanng(embeddings, target_success_rate=0.98, success_window=1000,
             :func:`default_build_batch` ``(N)``. The graph depends on it and on
             ``seed``, not on the thread count.
         num_threads: numba threads for the batched searches (default: numba's).
-        reorder: build over the vertices in :func:`locality_order` (faster;
+        reorder: build over the vertices in ``evaluation.knn.locality_order`` (faster;
             the vertex ids of the random pairs then refer to that order).
 
     Returns:

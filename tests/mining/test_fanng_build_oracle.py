@@ -139,7 +139,7 @@ def test_locality_order_is_a_relabelling_of_the_plain_build():
 def test_locality_order_keeps_neighbours_close_in_memory():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4000, 8)).astype(np.float32)
-    order = fanng.locality_order(x, seed=0, leaf_size=32)
+    order = fanng.locality_order(x, cell_size=32, seed=0)  # evaluation.knn's, shared with the tiled search
     assert sorted(order.tolist()) == list(range(len(x)))
     # Consecutive rows in the new order are far closer than in a random order.
     step = np.sum((x[order[1:]] - x[order[:-1]]) ** 2, axis=1).mean()
