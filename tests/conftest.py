@@ -9,6 +9,9 @@ import pathlib
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Oracle comparisons need full float32 matrix products; on NVIDIA GPUs JAX's
+# default is TF32 (~3e-4 relative error, docs/gpu.md). No effect on a CPU.
+os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
