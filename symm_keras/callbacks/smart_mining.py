@@ -81,7 +81,7 @@ class SmartMining(keras.callbacks.Callback):
         self.epoch = None  # epoch whose triplets were handed to the feed last
         self.triplets = None
         self.position = 0  # batches of that epoch trained so far
-        self._restored = None
+        self._ready_epoch = None  # epoch already handed over before its on_epoch_begin (restore / prime)
 
     #: key of this callback's entry in a training checkpoint.
     checkpoint_key = "smart_mining"
@@ -106,19 +106,14 @@ class SmartMining(keras.callbacks.Callback):
                 f"{self.labels.size} rows (a checkpoint of another dataset?)."
             )
         epoch, position = int(state["epoch"]), int(state.get("position", 0))
-        logged = {k: state[k] for k in ("kappa", "mined_share", "mining_seconds") if k in state}
+        # The pipeline may ask for a batch before on_epoch_begin (JAX builds from one): hand over now.
         if position >= self.steps_per_epoch and getattr(self, "_model", None) is not None:
             # The checkpoint closed ``epoch``: mine the next one now (see the module docstring).
-            epoch += 1
-            start = time.perf_counter()
-            mined, kappa = self.mine(epoch)
-            triplets, position = mined.triplets, 0
-            logged = {"kappa": kappa, "mined_share": mined.mined_share,
-                      "mining_seconds": time.perf_counter() - start}  # fmt: skip
-        self._restored = (epoch, triplets, position, logged)
-        # The pipeline may ask for a batch before on_epoch_begin (JAX builds from one).
-        self.feed.set_triplets(triplets, epoch=epoch)
-        self.epoch, self.triplets, self.position, self.last = epoch, triplets, position, dict(logged)
+            self._mine_and_hand_over(epoch + 1)
+        else:
+            logged = {k: state[k] for k in ("kappa", "mined_share", "mining_seconds") if k in state}
+            self._hand_over(epoch, triplets, position, logged)
+        self._ready_epoch = self.epoch
 
     def current_kappa(self, epoch):
         if hasattr(self.kappa, "kappa_for_epoch"):
@@ -165,28 +160,25 @@ class SmartMining(keras.callbacks.Callback):
         """
         if epoch >= self.random_epochs and self.mined_share > 0.0 and getattr(self, "_model", None) is None:
             return False
+        self._mine_and_hand_over(epoch)
+        self._ready_epoch = self.epoch
+        return True
+
+    def _hand_over(self, epoch, triplets, position, logged):
+        """Make ``epoch``'s triplets the current ones and give them to the feed."""
+        self.feed.set_triplets(triplets, epoch=epoch)
+        self.epoch, self.triplets, self.position, self.last = int(epoch), triplets, int(position), dict(logged)
+
+    def _mine_and_hand_over(self, epoch):
         start = time.perf_counter()
         mined, kappa = self.mine(epoch)
         logged = {"kappa": kappa, "mined_share": mined.mined_share, "mining_seconds": time.perf_counter() - start}
-        self.feed.set_triplets(mined.triplets, epoch=epoch)
-        self._restored = (int(epoch), mined.triplets, 0, logged)
-        self.epoch, self.triplets, self.position, self.last = int(epoch), mined.triplets, 0, dict(logged)
-        return True
+        self._hand_over(epoch, mined.triplets, 0, logged)
 
     def on_epoch_begin(self, epoch, logs=None):
-        restored, self._restored = self._restored, None
-        if restored is not None and restored[0] == int(epoch):
-            self.epoch, self.triplets, self.position, self.last = restored[0], restored[1], restored[2], dict(restored[3])
-            return
-        start = time.perf_counter()
-        triplets, kappa = self.mine(epoch)
-        self.feed.set_triplets(triplets.triplets, epoch=epoch)
-        self.epoch, self.triplets, self.position = int(epoch), triplets.triplets, 0
-        self.last = {
-            "kappa": kappa,
-            "mined_share": triplets.mined_share,
-            "mining_seconds": time.perf_counter() - start,
-        }
+        ready, self._ready_epoch = self._ready_epoch, None
+        if ready != int(epoch):
+            self._mine_and_hand_over(epoch)
 
     def on_train_batch_end(self, batch, logs=None):
         self.position += 1
