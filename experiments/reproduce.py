@@ -172,8 +172,8 @@ def imagenet_weights_needed(rows, extra_train_flags):
 
     if any(flag.startswith("--backbone_weights") for flag in extra_train_flags):
         return []
-    return sorted({configs.get_config(row).backbone for row in rows
-                   if configs.get_config(row).backbone_weights == "imagenet"})  # fmt: skip
+    row_configs = [configs.get_config(row) for row in rows]
+    return sorted({cfg.backbone for cfg in row_configs if cfg.backbone_weights == "imagenet"})
 
 
 def prepare_weights(backbones, weights_dir, mirror=None):

@@ -550,10 +550,11 @@ def run_training(cfg, train_source, test_source, logdir, seed=0, strategy="defau
 
     def check_finite(step, logs):
         loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(float(loss)):
+        loss = None if loss is None else float(loss)
+        if loss is not None and not np.isfinite(loss):
             last = manager.latest()
             raise TrainingDiverged(
-                f"the training loss is {float(loss)} at step {step}: training diverged "
+                f"the training loss is {loss} at step {step}: training diverged "
                 f"({'last checkpoint ' + last + ' is finite' if last else 'no checkpoint was written'}). "
                 "Lower --lr, start from pretrained --backbone_weights, or train in float32."
             )
