@@ -80,6 +80,23 @@ Where each detail comes from. [SM] = the Smart Mining paper (Sec. 3.2.1),
   before the build, so that neighbouring vertices share cache lines and
   pages; the random pairs are drawn in that numbering. Results are reported
   in sample ids.
+* [ours] *Principal axes*: for ``D ≥ 128`` (``use_principal_axes``) the graph
+  is built and searched on the embeddings rotated onto their principal axes,
+  largest variance first. A rotation keeps every distance (up to float32
+  rounding, so near-ties may resolve differently from an unrotated build); it
+  puts most of each distance into the leading coordinates, which is what lets
+  the greedy search stop a sum early (next item).
+* [ours] *Speed only, results unchanged*: during the build, distances are
+  summed 64 coordinates at a time for ``D ≥ 128``. The greedy search stops summing a neighbour once
+  the partial sum reaches the best distance so far (it can no longer be
+  strictly closer, so the path is the one full distances give); the occlusion
+  test of a failed search completes a stopped sum only when the partial sum
+  does not already decide it. Before the distances of a vertex's neighbours
+  are computed, their rows are prefetched (LLVM ``prefetch``) so that their
+  memory latencies overlap. Every distance of a build is summed in the same
+  order, so a pair always gets the same value there (the backtrack search sums
+  in one pass: it needs every distance in full). Tested against the literal
+  loop with sums stopping after every coordinate.
 
 Speed: the loops are compiled with numba (a dependency of pynndescent; install
 ``symm_keras[ann]``); plain Python loops would take hours at SOP size. The
@@ -100,11 +117,16 @@ from symm_keras.evaluation.knn import locality_order
 
 try:  # numba compiles the graph loops; without it the "fanng" source is unavailable.
     import numba
+    from llvmlite import ir
+    from numba.core import cgutils
+    from numba.extending import intrinsic
 except ImportError:  # pragma: no cover - depends on the environment
     numba = None
 
 _DONE, _OVERFLOW, _EXHAUSTED = 0, 1, 2
 _MIN_PARALLEL_BATCH = 1024  # smaller batches run their searches in one thread
+_WIDE_DIM = 128  # from this width: principal axes, and distance sums that may stop early
+_DISTANCE_SPAN = 64  # coordinates per partial sum (four cache lines of float32)
 
 
 def _require_numba():
@@ -120,6 +142,41 @@ if numba is not None:
     _pjit = numba.njit(cache=True, fastmath=True, nogil=True, parallel=True)
     _prange = numba.prange
 
+    @intrinsic
+    def _prefetch(typingctx, x, row, col):
+        """Hint the CPU to load the cache line holding ``x[row, col]`` (LLVM ``prefetch``)."""
+
+        def codegen(context, builder, signature, args):
+            array_type = signature.args[0]
+            array = context.make_array(array_type)(context, builder, args[0])
+            index = [context.cast(builder, value, kind, numba.types.intp)
+                     for value, kind in zip(args[1:], signature.args[1:])]
+            pointer = builder.bitcast(
+                cgutils.get_item_pointer(context, builder, array_type, array, index, wraparound=False),
+                ir.IntType(8).as_pointer())
+            i32 = ir.IntType(32)
+            suffix = "p0" if str(pointer.type) == "ptr" else "p0i8"  # opaque or typed LLVM pointers
+            prefetch = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [pointer.type, i32, i32, i32]),
+                f"llvm.prefetch.{suffix}")
+            # read, high temporal locality, data cache
+            builder.call(prefetch, [pointer, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return numba.types.void(x, row, col), codegen
+
+    @_jit
+    def _prefetch_rows(x, adj, deg, v, span):
+        """Start loading the first ``span`` coordinates of every neighbour row of ``v``.
+
+        A search then reads those rows one after another; with the loads already in
+        flight their memory latencies overlap instead of adding up.
+        """
+        for e in range(deg[v]):
+            b = adj[v, e]
+            for col in range(0, span, 16):  # 16 float32 = one 64-byte cache line
+                _prefetch(x, b, col)
+
     @_jit
     def _sqdist(x, a, b):
         s = np.float32(0.0)
@@ -129,25 +186,64 @@ if numba is not None:
         return s
 
     @_jit
-    def _greedy(x, adj, deg, q, v, hop_d):
+    def _span_sum(x, a, b, start, stop):
+        part = np.float32(0.0)
+        for t in range(np.uint64(start), np.uint64(stop)):  # unsigned: no wraparound test, vectorises
+            diff = x[a, t] - x[b, t]
+            part += diff * diff
+        return part
+
+    @_jit
+    def _sqdist_below(x, a, b, bound, span):
+        """Squared distance summed ``span`` coordinates at a time; stops once it reaches ``bound``.
+
+        Returns ``(sum, complete)``: when ``complete`` is false the sum is a lower
+        bound ``≥ bound`` of the distance. A complete sum does not depend on
+        ``bound``, so every caller sees the same value for the same pair.
+        """
+        s = np.float32(0.0)
+        dim = x.shape[1]
+        for start in range(0, dim, span):
+            s += _span_sum(x, a, b, start, min(start + span, dim))
+            if s >= bound:
+                return s, start + span >= dim
+        return s, True
+
+    @_jit
+    def _distance(x, a, b, span):
+        """The squared distance every step of a build or search uses: in spans when ``span < D``."""
+        if span < x.shape[1]:
+            return _sqdist_below(x, a, b, np.float32(np.inf), span)[0]
+        return _sqdist(x, a, b)
+
+    @_jit
+    def _greedy(x, adj, deg, q, v, span, hop_d, hop_complete):
         """FANNG Alg. 2 from ``v`` towards ``q``: returns (stop vertex, its distance, found, calcs).
 
-        On return ``hop_d[e]`` holds ``d(q, b)`` for the stop vertex's ``e``-th
-        neighbour ``b`` (the occlusion test of a failed search). No cache across
-        hops: a vertex seen again was read a moment ago and is still in cache.
+        A neighbour's distance stops being summed once it reaches the best so far
+        (it cannot be strictly closer): the path is the same as with full
+        distances. On return ``hop_d[e]`` holds ``d(q, b)`` for the stop vertex's
+        ``e``-th neighbour ``b``, or a lower bound where ``hop_complete[e]`` is
+        false. No cache across hops: a vertex seen again is still in the CPU cache.
         """
+        wide = span < x.shape[1]
         cur = v
-        dcur = _sqdist(x, cur, q)
+        dcur = _distance(x, cur, q, span)
         calcs = 1
         while True:
             for e in range(deg[cur]):  # the target is a neighbour: distance 0, success
                 if adj[cur, e] == q:
                     return q, np.float32(0.0), True, calcs
+            _prefetch_rows(x, adj, deg, cur, span)
             best = -1
             best_d = dcur
             for e in range(deg[cur]):
-                d = _sqdist(x, adj[cur, e], q)
+                if wide:
+                    d, complete = _sqdist_below(x, adj[cur, e], q, best_d, span)
+                else:
+                    d, complete = _sqdist(x, adj[cur, e], q), True
                 hop_d[e] = d
+                hop_complete[e] = complete
                 if d < best_d:
                     best_d = d
                     best = e
@@ -158,19 +254,25 @@ if numba is not None:
             dcur = best_d
 
     @_jit
-    def _search_slot(x, adj, deg, pairs, lo, first, last, out_u, out_d, out_ok, out_calcs, occ_d):
+    def _search_slot(x, adj, lens, deg, pairs, lo, first, last, span, out_u, out_d, out_ok, out_calcs,
+                     occ_d):
         """Greedy searches for batch items ``first..last-1`` (pairs ``lo + j``) on the frozen graph.
 
         For a failed search stopping at ``u`` it also records ``d(q, b)`` for every
-        current neighbour ``b`` of ``u`` (the occlusion test of the merge). An
+        current neighbour ``b`` of ``u`` (the occlusion test of the merge; a lower
+        bound already ``≥ d(u, b)`` decides that test and is kept as is). An
         item's result depends only on the graph and its pair, not on the thread.
         """
         hop_d = np.empty(adj.shape[1], np.float32)
+        hop_complete = np.empty(adj.shape[1], np.bool_)
         for j in range(first, last):
             i = lo + j
-            u, du, ok, calcs = _greedy(x, adj, deg, pairs[i, 0], pairs[i, 1], hop_d)
+            q = pairs[i, 0]
+            u, du, ok, calcs = _greedy(x, adj, deg, q, pairs[i, 1], span, hop_d, hop_complete)
             if not ok:
                 for e in range(deg[u]):
+                    if not hop_complete[e] and hop_d[e] < lens[u, e]:
+                        hop_d[e] = _distance(x, q, adj[u, e], span)
                     occ_d[j, e] = hop_d[e]
             out_u[j] = u
             out_d[j] = du
@@ -178,17 +280,18 @@ if numba is not None:
             out_calcs[j] = calcs
 
     @_pjit
-    def _search_batch(x, adj, deg, pairs, lo, hi, n_slots, out_u, out_d, out_ok, out_calcs, occ_d):
+    def _search_batch(x, adj, lens, deg, pairs, lo, hi, n_slots, span, out_u, out_d, out_ok, out_calcs,
+                      occ_d):
         """:func:`_search_slot` over ``pairs[lo:hi]``, split into ``n_slots`` parallel parts."""
         count = hi - lo
         per = (count + n_slots - 1) // n_slots
         for c in _prange(n_slots):
-            _search_slot(x, adj, deg, pairs, lo, c * per, min(count, (c + 1) * per), out_u, out_d,
-                         out_ok, out_calcs, occ_d)
+            _search_slot(x, adj, lens, deg, pairs, lo, c * per, min(count, (c + 1) * per), span, out_u,
+                         out_d, out_ok, out_calcs, occ_d)
 
     @_jit
-    def _merge_batch(x, adj, lens, deg, pairs, lo, hi, start, out_u, out_d, out_ok, out_calcs, occ_d,
-                     touched, batch_tag, window, state, target_hits):
+    def _merge_batch(x, adj, lens, deg, pairs, lo, hi, start, span, out_u, out_d, out_ok, out_calcs,
+                     occ_d, touched, batch_tag, window, state, target_hits):
         """Apply the batch's results in pair order (deterministic); see module docstring.
 
         ``state`` = [window position, hits in window, searches recorded, edges added,
@@ -214,7 +317,7 @@ if numba is not None:
                         if b == q:
                             add = False
                             break
-                        d = _sqdist(x, q, b)
+                        d = _distance(x, q, b, span)
                         calcs += 1
                         dist[e] = d
                         if d < du:  # an edge added in this batch now occludes u→q
@@ -370,15 +473,20 @@ class FanngGraph:
     ``evaluation.knn.locality_order``; position ``p`` holds sample ``order[p]``):
     ``internal_adjacency[p, :internal_degrees[p]]`` are the positions of the
     out-neighbours of position ``p``, sorted by squared length
-    ``internal_edge_lengths``. ``adjacency``, ``edge_lengths``, ``degrees`` and
-    :meth:`neighbours` give the same graph in sample ids.
+    ``internal_edge_lengths``. ``internal_embeddings`` are the rows the graph was
+    built and is searched on: ``embeddings[order] @ rotation`` (``rotation`` is
+    the identity when the build did not use principal axes). ``adjacency``,
+    ``edge_lengths``, ``degrees`` and :meth:`neighbours` give the same graph in
+    sample ids.
     """
 
+    embeddings: np.ndarray
     internal_embeddings: np.ndarray
     internal_adjacency: np.ndarray
     internal_edge_lengths: np.ndarray
     internal_degrees: np.ndarray
     order: np.ndarray
+    rotation: np.ndarray
     traverse_adds: int
     success_rate: float
     target_success_rate: float
@@ -396,11 +504,6 @@ class FanngGraph:
         inverse = np.empty_like(self.order)
         inverse[self.order] = np.arange(len(self.order))
         return inverse
-
-    @functools.cached_property
-    def embeddings(self):
-        """The embeddings in sample order (float32)."""
-        return self.internal_embeddings[self.positions]
 
     @functools.cached_property
     def adjacency(self):
@@ -457,6 +560,22 @@ def _random_pairs(rng, n, m):
     return np.stack([q, v], axis=1).astype(np.int32)
 
 
+def _distance_span(dim):
+    """Coordinates per partial distance sum: ``_DISTANCE_SPAN`` for wide embeddings, else all of them."""
+    return _DISTANCE_SPAN if dim >= _WIDE_DIM else dim
+
+
+def principal_axes(x):
+    """Orthogonal ``(D, D)`` float32 rotation onto the principal axes of ``x``, largest variance first.
+
+    ``x @ rotation`` has the same pairwise distances as ``x`` (up to float32
+    rounding) with the variance concentrated in the leading coordinates.
+    """
+    covariance = np.cov(x, rowvar=False, dtype=np.float64)
+    _, vectors = np.linalg.eigh(np.atleast_2d(covariance))
+    return np.ascontiguousarray(vectors[:, ::-1], dtype=np.float32)
+
+
 def _pair_chunk_size(n, batch):
     """Pairs drawn per call of :func:`_random_pairs`: a multiple of ``batch`` (batches never straddle)."""
     return batch * -(-max(1024, min(n, 1 << 16)) // batch)
@@ -464,7 +583,7 @@ def _pair_chunk_size(n, batch):
 
 def build_fanng(embeddings, target_success_rate=0.98, success_window=1000,
                 max_traverse_adds=None, seed=0, initial_degree_capacity=32,
-                batch_size=None, num_threads=None, reorder=True):
+                batch_size=None, num_threads=None, reorder=True, use_principal_axes=None):
     """Build a FANNG by traverse-add until the measured success rate reaches the target.
 
     Args:
@@ -485,6 +604,10 @@ def build_fanng(embeddings, target_success_rate=0.98, success_window=1000,
         num_threads: numba threads for the batched searches (default: numba's).
         reorder: build over the vertices in ``evaluation.knn.locality_order`` (faster;
             the vertex ids of the random pairs then refer to that order).
+        use_principal_axes: build on the embeddings rotated onto their
+            :func:`principal_axes` (same distances up to rounding; the greedy
+            search's distance sums then stop early far more often). Default:
+            for ``D ≥ 128``.
 
     Returns:
         :class:`FanngGraph`.
@@ -497,13 +620,16 @@ def build_fanng(embeddings, target_success_rate=0.98, success_window=1000,
     if batch_size is not None and int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     start = time.perf_counter()
-    x = _as_float32_matrix(embeddings)
-    n = x.shape[0]
-    if reorder:
-        order = locality_order(x, seed=seed)
-        x = np.ascontiguousarray(x[order])
+    samples = _as_float32_matrix(embeddings)
+    n, dim = samples.shape
+    order = locality_order(samples, seed=seed) if reorder else np.arange(n, dtype=np.int64)
+    if dim >= _WIDE_DIM if use_principal_axes is None else use_principal_axes:
+        rotation = principal_axes(samples)
+        x = np.ascontiguousarray(samples[order] @ rotation)
     else:
-        order = np.arange(n, dtype=np.int64)
+        rotation = np.eye(dim, dtype=np.float32)
+        x = np.ascontiguousarray(samples[order]) if reorder else samples
+    span = _distance_span(dim)
     batch_size = default_build_batch(n) if batch_size is None else int(batch_size)
     window_size = int(min(success_window, n))
     max_adds = int(200 * n if max_traverse_adds is None else max_traverse_adds)
@@ -534,16 +660,16 @@ def build_fanng(embeddings, target_success_rate=0.98, success_window=1000,
             for lo in range(0, m, batch):
                 hi = min(m, lo + batch)
                 if slots == 1:
-                    _search_slot(x, adj, deg, pairs, lo, 0, hi - lo, out_u, out_d, out_ok, out_calcs,
-                                 occ_d)
+                    _search_slot(x, adj, lens, deg, pairs, lo, 0, hi - lo, span, out_u, out_d, out_ok,
+                                 out_calcs, occ_d)
                 else:
-                    _search_batch(x, adj, deg, pairs, lo, hi, slots, out_u, out_d, out_ok, out_calcs,
-                                  occ_d)
+                    _search_batch(x, adj, lens, deg, pairs, lo, hi, slots, span, out_u, out_d, out_ok,
+                                  out_calcs, occ_d)
                 used = 0
                 while True:
-                    used, status = _merge_batch(x, adj, lens, deg, pairs, lo, hi, used, out_u, out_d,
-                                                out_ok, out_calcs, occ_d, touched, batches, window,
-                                                state, target_hits)
+                    used, status = _merge_batch(x, adj, lens, deg, pairs, lo, hi, used, span, out_u,
+                                                out_d, out_ok, out_calcs, occ_d, touched, batches,
+                                                window, state, target_hits)
                     if status != _OVERFLOW:
                         break
                     cap *= 2
@@ -569,11 +695,13 @@ def build_fanng(embeddings, target_success_rate=0.98, success_window=1000,
         )
     width = max(1, int(deg.max()))
     return FanngGraph(
+        embeddings=samples,
         internal_embeddings=x,
         internal_adjacency=np.ascontiguousarray(adj[:, :width]),
         internal_edge_lengths=np.ascontiguousarray(lens[:, :width]),
         internal_degrees=deg,
         order=order,
+        rotation=rotation,
         batch_size=batch,
         traverse_adds=int(done),
         success_rate=rate,
@@ -636,7 +764,7 @@ def fanng_search(graph, k, budget=None, queries=None, num_threads=None):
 
 def fanng_neighbours(embeddings, k, budget=None, target_success_rate=0.98, success_window=1000,
                      max_traverse_adds=None, seed=0, num_threads=None, return_graph=False,
-                     batch_size=None, reorder=True):
+                     batch_size=None, reorder=True, use_principal_axes=None):
     """Each sample's ``k`` nearest neighbours via a fresh FANNG (Smart Mining Sec. 3.2.1).
 
     Returns ``(indices, squared_distances)`` (and the :class:`FanngGraph` when
@@ -645,6 +773,6 @@ def fanng_neighbours(embeddings, k, budget=None, target_success_rate=0.98, succe
     graph = build_fanng(embeddings, target_success_rate=target_success_rate,
                         success_window=success_window, max_traverse_adds=max_traverse_adds,
                         seed=seed, batch_size=batch_size, num_threads=num_threads,
-                        reorder=reorder)
+                        reorder=reorder, use_principal_axes=use_principal_axes)
     idx, dist = fanng_search(graph, k, budget=budget, num_threads=num_threads)
     return (idx, dist, graph) if return_graph else (idx, dist)

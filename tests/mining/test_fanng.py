@@ -44,8 +44,9 @@ def test_recall_against_exact_once_build_reaches_target(n, n_classes, dim):
     np.testing.assert_allclose(dist, true, rtol=1e-4, atol=1e-5)
 
 
-def test_occlusion_rule_holds_on_every_edge():
-    x, _ = clustered(800, 40, 32, seed=1)
+@pytest.mark.parametrize("dim", [32, 256], ids=["32d", "256d_principal_axes"])
+def test_occlusion_rule_holds_on_every_edge(dim):
+    x, _ = clustered(800, 40, dim, seed=1)
     graph = build_fanng(x, seed=3)
     x64 = x.astype(np.float64)
     checked = 0

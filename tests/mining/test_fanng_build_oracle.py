@@ -85,14 +85,18 @@ def oracle_build(x, seed, batch, target, window_size, max_adds):
     return adj, done, sum(recent) / len(recent)
 
 
-@pytest.mark.parametrize("batch", [1, 7, 64])
-def test_build_matches_literal_traverse_add_loop(batch, monkeypatch):
+@pytest.mark.parametrize("batch, early_stops", [(1, False), (7, False), (64, False), (7, True), (64, True)])
+def test_build_matches_literal_traverse_add_loop(batch, early_stops, monkeypatch):
     monkeypatch.setattr(fanng, "_MIN_PARALLEL_BATCH", 16)  # batch 64 runs its searches in threads
+    if early_stops:  # sum one coordinate at a time: distance sums stop as early as they can
+        monkeypatch.setattr(fanng, "_WIDE_DIM", 1)
+        monkeypatch.setattr(fanng, "_DISTANCE_SPAN", 1)
     x = grid_points(150, 4, 6, seed=batch)
     target, window, max_adds = 0.95, 100, 6000
     graph = fanng.build_fanng(x, target_success_rate=target, success_window=window,
                               max_traverse_adds=max_adds, seed=11, batch_size=batch,
-                              initial_degree_capacity=2, num_threads=2, reorder=False)
+                              initial_degree_capacity=2, num_threads=2, reorder=False,
+                              use_principal_axes=False)
     adj, done, rate = oracle_build(x, 11, batch, target, window, max_adds)
     assert graph.traverse_adds == done
     assert graph.success_rate == pytest.approx(rate)
@@ -134,6 +138,38 @@ def test_locality_order_is_a_relabelling_of_the_plain_build():
     plain_idx, plain_dist = fanng.fanng_search(plain, 5, queries=graph.positions[[3, 7]])
     np.testing.assert_array_equal(idx, order[plain_idx])
     np.testing.assert_array_equal(dist, plain_dist)
+
+
+def test_principal_axes_build_is_the_plain_build_of_the_rotated_rows():
+    rng = np.random.default_rng(6)
+    x = (rng.normal(size=(400, 8)) @ rng.normal(size=(8, 128)) + 0.05 * rng.normal(size=(400, 128))).astype(np.float32)
+    graph = fanng.build_fanng(x, seed=1, batch_size=16)  # 128-d: principal axes by default
+    rotation = graph.rotation
+    np.testing.assert_allclose(rotation.T @ rotation, np.eye(128), atol=1e-5)
+    np.testing.assert_array_equal(graph.embeddings, x)
+    np.testing.assert_array_equal(graph.internal_embeddings, x[graph.order] @ rotation)
+    spread = graph.internal_embeddings.var(axis=0)
+    assert spread[:8].sum() > 0.95 * spread.sum()  # variance in the leading coordinates
+    plain = fanng.build_fanng(graph.internal_embeddings, seed=1, batch_size=16, reorder=False,
+                              use_principal_axes=False)
+    np.testing.assert_array_equal(plain.internal_adjacency, graph.internal_adjacency)
+    np.testing.assert_array_equal(plain.internal_edge_lengths, graph.internal_edge_lengths)
+    # Edge lengths are distances between the original rows (rotation changes only rounding).
+    a, b = 0, graph.neighbours(0)
+    np.testing.assert_allclose(graph.edge_lengths[0, : len(b)], np.sum((x[b] - x[a]) ** 2, axis=1), rtol=1e-4)
+
+
+def test_distance_sums_stop_only_when_the_bound_is_reached():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 100)).astype(np.float32)
+    full = float(np.sum((x[0].astype(np.float64) - x[1]) ** 2))
+    total, complete = fanng._sqdist_below(x, 0, 1, np.float32(np.inf), 32)
+    assert complete and total == pytest.approx(full, rel=1e-5)
+    for bound in [0.1 * full, 0.5 * full, 0.99 * full]:
+        partial, complete = fanng._sqdist_below(x, 0, 1, np.float32(bound), 32)
+        assert bound <= partial <= total + 1e-4
+        assert complete == (partial == total)
+    assert fanng._sqdist_below(x, 0, 1, np.float32(1.01 * full), 32) == (total, True)
 
 
 def test_locality_order_keeps_neighbours_close_in_memory():
