@@ -86,17 +86,20 @@ Where each detail comes from. [SM] = the Smart Mining paper (Sec. 3.2.1),
   rounding, so near-ties may resolve differently from an unrotated build); it
   puts most of each distance into the leading coordinates, which is what lets
   the greedy search stop a sum early (next item).
-* [ours] *Speed only, results unchanged*: during the build, distances are
-  summed 64 coordinates at a time for ``D ≥ 128``. The greedy search stops summing a neighbour once
-  the partial sum reaches the best distance so far (it can no longer be
-  strictly closer, so the path is the one full distances give); the occlusion
-  test of a failed search completes a stopped sum only when the partial sum
-  does not already decide it. Before the distances of a vertex's neighbours
-  are computed, their rows are prefetched (LLVM ``prefetch``) so that their
-  memory latencies overlap. Every distance of a build is summed in the same
-  order, so a pair always gets the same value there (the backtrack search sums
-  in one pass: it needs every distance in full). Tested against the literal
-  loop with sums stopping after every coordinate.
+* [ours] *Speed only, results unchanged*: for ``D ≥ 128`` the build keeps the
+  first 64 (rotated) coordinates of every row in a compact head matrix that
+  stays in the CPU cache, and the rest in a tail matrix. A greedy step takes
+  every neighbour's head sum (a lower bound of its distance), then completes
+  only the neighbours whose bound can still beat the best so far, smallest
+  bound first, each sum stopping once it cannot win (ties go to the earlier
+  edge): the path is the one full distances give. A failed search completes a
+  stopped sum only where the occlusion test needs it. Every distance of a
+  build is summed in the same order (head, then 64-coordinate spans of the
+  tail), so a pair always gets the same value there; the backtrack search
+  sums in one pass (it needs every distance in full). Before a greedy step
+  reads its neighbours' rows it prefetches them (LLVM ``prefetch``), so their
+  memory latencies overlap. Tested against the literal loop with a head of
+  one coordinate and spans of one.
 
 Speed: the loops are compiled with numba (a dependency of pynndescent; install
 ``symm_keras[ann]``); plain Python loops would take hours at SOP size. The
@@ -166,15 +169,15 @@ if numba is not None:
         return numba.types.void(x, row, col), codegen
 
     @_jit
-    def _prefetch_rows(x, adj, deg, v, span):
-        """Start loading the first ``span`` coordinates of every neighbour row of ``v``.
+    def _prefetch_rows(x, adj, deg, v):
+        """Start loading the rows of ``x`` of every neighbour of ``v``.
 
         A search then reads those rows one after another; with the loads already in
         flight their memory latencies overlap instead of adding up.
         """
         for e in range(deg[v]):
             b = adj[v, e]
-            for col in range(0, span, 16):  # 16 float32 = one 64-byte cache line
+            for col in range(0, x.shape[1], 16):  # 16 float32 = one 64-byte cache line
                 _prefetch(x, b, col)
 
     @_jit
@@ -194,68 +197,98 @@ if numba is not None:
         return part
 
     @_jit
-    def _sqdist_below(x, a, b, bound, span):
-        """Squared distance summed ``span`` coordinates at a time; stops once it reaches ``bound``.
+    def _finish_below(s, tail, a, b, bound, span):
+        """Add the ``tail`` coordinates of rows ``a, b`` to the head's sum ``s``, ``span`` at a time.
 
-        Returns ``(sum, complete)``: when ``complete`` is false the sum is a lower
-        bound ``≥ bound`` of the distance. A complete sum does not depend on
-        ``bound``, so every caller sees the same value for the same pair.
+        Stops once the sum reaches ``bound``. Returns ``(sum, complete)``: when
+        ``complete`` is false the sum is a lower bound ``≥ bound`` of the distance.
+        A complete sum does not depend on ``bound``: every caller sees the same
+        value for the same pair.
         """
-        s = np.float32(0.0)
-        dim = x.shape[1]
-        for start in range(0, dim, span):
-            s += _span_sum(x, a, b, start, min(start + span, dim))
+        rest = tail.shape[1]
+        if s >= bound:
+            return s, rest == 0
+        for start in range(0, rest, span):
+            s += _span_sum(tail, a, b, start, min(start + span, rest))
             if s >= bound:
-                return s, start + span >= dim
+                return s, start + span >= rest
         return s, True
 
     @_jit
-    def _distance(x, a, b, span):
-        """The squared distance every step of a build or search uses: in spans when ``span < D``."""
-        if span < x.shape[1]:
-            return _sqdist_below(x, a, b, np.float32(np.inf), span)[0]
-        return _sqdist(x, a, b)
+    def _distance(head, tail, a, b, span):
+        """The squared distance every step of a build uses: head coordinates, then the tail's spans."""
+        return _finish_below(_sqdist(head, a, b), tail, a, b, np.float32(np.inf), span)[0]
 
     @_jit
-    def _greedy(x, adj, deg, q, v, span, hop_d, hop_complete):
+    def _closest_neighbour(head, tail, adj, deg, cur, q, dcur, span, hop_d, hop_complete):
+        """Greedy step: the first of ``cur``'s strictly closest neighbours to ``q`` if closer than ``dcur``.
+
+        Returns its edge index, or ``-1``. Rows are split ``head | tail``: every
+        neighbour's head sum first (a lower bound of its distance), then only
+        the neighbours whose bound can still win are completed, smallest bound
+        first, each stopping once it cannot win. Same answer as comparing full
+        distances in edge order (ties: the earlier edge). Leaves in ``hop_d[e]``
+        the distance, or where ``hop_complete[e]`` is false a lower bound.
+        """
+        best = -1
+        best_d = dcur
+        if tail.shape[1] == 0:  # full distances: the first strict minimum in edge order
+            for e in range(deg[cur]):
+                d = _sqdist(head, adj[cur, e], q)
+                hop_d[e] = d
+                hop_complete[e] = True
+                if d < best_d:
+                    best_d = d
+                    best = e
+            return best
+        for e in range(deg[cur]):
+            hop_d[e] = _sqdist(head, adj[cur, e], q)
+            hop_complete[e] = False
+        while True:
+            pick = -1
+            for e in range(deg[cur]):  # the lowest bound that can still win (ties: the earlier edge)
+                if hop_complete[e]:
+                    continue
+                if hop_d[e] < best_d or (hop_d[e] == best_d and e < best):
+                    if pick < 0 or hop_d[e] < hop_d[pick]:
+                        pick = e
+            if pick < 0:
+                return best
+            # An earlier edge also wins a tie, so its sum may go up to best_d itself.
+            bound = np.nextafter(best_d, np.float32(np.inf)) if pick < best else best_d
+            hop_d[pick], hop_complete[pick] = _finish_below(hop_d[pick], tail, adj[cur, pick], q, bound,
+                                                            span)
+            if hop_complete[pick] and hop_d[pick] < bound:
+                best = pick
+                best_d = hop_d[pick]
+
+    @_jit
+    def _greedy(head, tail, adj, deg, q, v, span, hop_d, hop_complete):
         """FANNG Alg. 2 from ``v`` towards ``q``: returns (stop vertex, its distance, found, calcs).
 
-        A neighbour's distance stops being summed once it reaches the best so far
-        (it cannot be strictly closer): the path is the same as with full
-        distances. On return ``hop_d[e]`` holds ``d(q, b)`` for the stop vertex's
-        ``e``-th neighbour ``b``, or a lower bound where ``hop_complete[e]`` is
-        false. No cache across hops: a vertex seen again is still in the CPU cache.
+        On return ``hop_d[e]`` holds ``d(q, b)`` for the stop vertex's ``e``-th
+        neighbour ``b``, or a lower bound where ``hop_complete[e]`` is false (see
+        :func:`_closest_neighbour`). No cache across hops: a vertex seen again is
+        still in the CPU cache.
         """
-        wide = span < x.shape[1]
         cur = v
-        dcur = _distance(x, cur, q, span)
+        dcur = _distance(head, tail, cur, q, span)
         calcs = 1
         while True:
             for e in range(deg[cur]):  # the target is a neighbour: distance 0, success
                 if adj[cur, e] == q:
                     return q, np.float32(0.0), True, calcs
-            _prefetch_rows(x, adj, deg, cur, span)
-            best = -1
-            best_d = dcur
-            for e in range(deg[cur]):
-                if wide:
-                    d, complete = _sqdist_below(x, adj[cur, e], q, best_d, span)
-                else:
-                    d, complete = _sqdist(x, adj[cur, e], q), True
-                hop_d[e] = d
-                hop_complete[e] = complete
-                if d < best_d:
-                    best_d = d
-                    best = e
+            _prefetch_rows(head, adj, deg, cur)
+            best = _closest_neighbour(head, tail, adj, deg, cur, q, dcur, span, hop_d, hop_complete)
             calcs += deg[cur]
             if best < 0:
                 return cur, dcur, False, calcs
             cur = adj[cur, best]
-            dcur = best_d
+            dcur = hop_d[best]
 
     @_jit
-    def _search_slot(x, adj, lens, deg, pairs, lo, first, last, span, out_u, out_d, out_ok, out_calcs,
-                     occ_d):
+    def _search_slot(head, tail, adj, lens, deg, pairs, lo, first, last, span, out_u, out_d, out_ok,
+                     out_calcs, occ_d):
         """Greedy searches for batch items ``first..last-1`` (pairs ``lo + j``) on the frozen graph.
 
         For a failed search stopping at ``u`` it also records ``d(q, b)`` for every
@@ -268,11 +301,11 @@ if numba is not None:
         for j in range(first, last):
             i = lo + j
             q = pairs[i, 0]
-            u, du, ok, calcs = _greedy(x, adj, deg, q, pairs[i, 1], span, hop_d, hop_complete)
+            u, du, ok, calcs = _greedy(head, tail, adj, deg, q, pairs[i, 1], span, hop_d, hop_complete)
             if not ok:
                 for e in range(deg[u]):
                     if not hop_complete[e] and hop_d[e] < lens[u, e]:
-                        hop_d[e] = _distance(x, q, adj[u, e], span)
+                        hop_d[e] = _distance(head, tail, q, adj[u, e], span)
                     occ_d[j, e] = hop_d[e]
             out_u[j] = u
             out_d[j] = du
@@ -280,18 +313,18 @@ if numba is not None:
             out_calcs[j] = calcs
 
     @_pjit
-    def _search_batch(x, adj, lens, deg, pairs, lo, hi, n_slots, span, out_u, out_d, out_ok, out_calcs,
-                      occ_d):
+    def _search_batch(head, tail, adj, lens, deg, pairs, lo, hi, n_slots, span, out_u, out_d, out_ok,
+                      out_calcs, occ_d):
         """:func:`_search_slot` over ``pairs[lo:hi]``, split into ``n_slots`` parallel parts."""
         count = hi - lo
         per = (count + n_slots - 1) // n_slots
         for c in _prange(n_slots):
-            _search_slot(x, adj, lens, deg, pairs, lo, c * per, min(count, (c + 1) * per), span, out_u,
-                         out_d, out_ok, out_calcs, occ_d)
+            _search_slot(head, tail, adj, lens, deg, pairs, lo, c * per, min(count, (c + 1) * per), span,
+                         out_u, out_d, out_ok, out_calcs, occ_d)
 
     @_jit
-    def _merge_batch(x, adj, lens, deg, pairs, lo, hi, start, span, out_u, out_d, out_ok, out_calcs,
-                     occ_d, touched, batch_tag, window, state, target_hits):
+    def _merge_batch(head, tail, adj, lens, deg, pairs, lo, hi, start, span, out_u, out_d, out_ok,
+                     out_calcs, occ_d, touched, batch_tag, window, state, target_hits):
         """Apply the batch's results in pair order (deterministic); see module docstring.
 
         ``state`` = [window position, hits in window, searches recorded, edges added,
@@ -317,7 +350,7 @@ if numba is not None:
                         if b == q:
                             add = False
                             break
-                        d = _distance(x, q, b, span)
+                        d = _distance(head, tail, q, b, span)
                         calcs += 1
                         dist[e] = d
                         if d < du:  # an edge added in this batch now occludes u→q
@@ -629,7 +662,10 @@ def build_fanng(embeddings, target_success_rate=0.98, success_window=1000,
     else:
         rotation = np.eye(dim, dtype=np.float32)
         x = np.ascontiguousarray(samples[order]) if reorder else samples
+    # The build reads rows split in two: a compact head matrix that most greedy
+    # distances never leave (it stays in the CPU cache) and the rest.
     span = _distance_span(dim)
+    head, tail = np.ascontiguousarray(x[:, :span]), np.ascontiguousarray(x[:, span:])
     batch_size = default_build_batch(n) if batch_size is None else int(batch_size)
     window_size = int(min(success_window, n))
     max_adds = int(200 * n if max_traverse_adds is None else max_traverse_adds)
@@ -660,16 +696,16 @@ def build_fanng(embeddings, target_success_rate=0.98, success_window=1000,
             for lo in range(0, m, batch):
                 hi = min(m, lo + batch)
                 if slots == 1:
-                    _search_slot(x, adj, lens, deg, pairs, lo, 0, hi - lo, span, out_u, out_d, out_ok,
-                                 out_calcs, occ_d)
+                    _search_slot(head, tail, adj, lens, deg, pairs, lo, 0, hi - lo, span, out_u, out_d,
+                                 out_ok, out_calcs, occ_d)
                 else:
-                    _search_batch(x, adj, lens, deg, pairs, lo, hi, slots, span, out_u, out_d, out_ok,
-                                  out_calcs, occ_d)
+                    _search_batch(head, tail, adj, lens, deg, pairs, lo, hi, slots, span, out_u, out_d,
+                                  out_ok, out_calcs, occ_d)
                 used = 0
                 while True:
-                    used, status = _merge_batch(x, adj, lens, deg, pairs, lo, hi, used, span, out_u,
-                                                out_d, out_ok, out_calcs, occ_d, touched, batches,
-                                                window, state, target_hits)
+                    used, status = _merge_batch(head, tail, adj, lens, deg, pairs, lo, hi, used, span,
+                                                out_u, out_d, out_ok, out_calcs, occ_d, touched,
+                                                batches, window, state, target_hits)
                     if status != _OVERFLOW:
                         break
                     cap *= 2

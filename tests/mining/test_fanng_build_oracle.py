@@ -142,7 +142,8 @@ def test_locality_order_is_a_relabelling_of_the_plain_build():
 
 def test_principal_axes_build_is_the_plain_build_of_the_rotated_rows():
     rng = np.random.default_rng(6)
-    x = (rng.normal(size=(400, 8)) @ rng.normal(size=(8, 128)) + 0.05 * rng.normal(size=(400, 128))).astype(np.float32)
+    x = rng.normal(size=(400, 8)) @ rng.normal(size=(8, 128)) + 0.05 * rng.normal(size=(400, 128))
+    x = x.astype(np.float32)
     graph = fanng.build_fanng(x, seed=1, batch_size=16)  # 128-d: principal axes by default
     rotation = graph.rotation
     np.testing.assert_allclose(rotation.T @ rotation, np.eye(128), atol=1e-5)
@@ -162,14 +163,20 @@ def test_principal_axes_build_is_the_plain_build_of_the_rotated_rows():
 def test_distance_sums_stop_only_when_the_bound_is_reached():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 100)).astype(np.float32)
+    head, tail = np.ascontiguousarray(x[:, :20]), np.ascontiguousarray(x[:, 20:])  # tail: spans 32+32+16
     full = float(np.sum((x[0].astype(np.float64) - x[1]) ** 2))
-    total, complete = fanng._sqdist_below(x, 0, 1, np.float32(np.inf), 32)
+
+    def below(bound):
+        return fanng._finish_below(fanng._sqdist(head, 0, 1), tail, 0, 1, np.float32(bound), 32)
+
+    total, complete = below(np.inf)
     assert complete and total == pytest.approx(full, rel=1e-5)
+    assert fanng._distance(head, tail, 1, 0, 32) == total
     for bound in [0.1 * full, 0.5 * full, 0.99 * full]:
-        partial, complete = fanng._sqdist_below(x, 0, 1, np.float32(bound), 32)
+        partial, complete = below(bound)
         assert bound <= partial <= total + 1e-4
         assert complete == (partial == total)
-    assert fanng._sqdist_below(x, 0, 1, np.float32(1.01 * full), 32) == (total, True)
+    assert below(1.01 * full) == (total, True)
 
 
 def test_locality_order_keeps_neighbours_close_in_memory():
