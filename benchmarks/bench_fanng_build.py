@@ -7,7 +7,9 @@ times, one after the other in one process:
 * each FANNG variant given with ``--variants``: ``default`` (batched parallel
   traverse-add + locality order), ``sequential`` (batch 1 = FANNG Alg. 4
   literally, original vertex order), ``batched`` (no locality order),
-  ``ordered`` (locality order, batch 1); build to the 98 % success target +
+  ``ordered`` (locality order, batch 1), ``no_principal_axes`` (default but
+  unrotated: from 128-d the greedy sums then rarely stop early); build to the
+  98 % success target +
   backtrack search from every vertex,
 * faiss again (the machine is shared: the two faiss times bracket the run),
 
@@ -36,6 +38,7 @@ VARIANTS = {
     "sequential": {"batch_size": 1, "reorder": False},
     "batched": {"reorder": False},
     "ordered": {"batch_size": 1},
+    "no_principal_axes": {"use_principal_axes": False},
 }
 
 
