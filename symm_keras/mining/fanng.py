@@ -221,26 +221,18 @@ if numba is not None:
 
     @_jit
     def _closest_neighbour(head, tail, adj, deg, cur, q, dcur, span, hop_d, hop_complete):
-        """Greedy step: the first of ``cur``'s strictly closest neighbours to ``q`` if closer than ``dcur``.
+        """Greedy step on split rows: the first strictly closest neighbour of ``cur`` to ``q``.
 
-        Returns its edge index, or ``-1``. Rows are split ``head | tail``: every
-        neighbour's head sum first (a lower bound of its distance), then only
-        the neighbours whose bound can still win are completed, smallest bound
-        first, each stopping once it cannot win. Same answer as comparing full
-        distances in edge order (ties: the earlier edge). Leaves in ``hop_d[e]``
-        the distance, or where ``hop_complete[e]`` is false a lower bound.
+        Returns its edge index, or ``-1`` when none is closer than ``dcur``.
+        Rows are split ``head | tail``: every neighbour's head sum first (a
+        lower bound of its distance), then only the neighbours whose bound can
+        still win are completed, smallest bound first, each stopping once it
+        cannot win. Same answer as comparing full distances in edge order
+        (ties: the earlier edge). Leaves in ``hop_d[e]`` the distance, or where
+        ``hop_complete[e]`` is false a lower bound.
         """
         best = -1
         best_d = dcur
-        if tail.shape[1] == 0:  # full distances: the first strict minimum in edge order
-            for e in range(deg[cur]):
-                d = _sqdist(head, adj[cur, e], q)
-                hop_d[e] = d
-                hop_complete[e] = True
-                if d < best_d:
-                    best_d = d
-                    best = e
-            return best
         for e in range(deg[cur]):
             hop_d[e] = _sqdist(head, adj[cur, e], q)
             hop_complete[e] = False
@@ -271,6 +263,7 @@ if numba is not None:
         :func:`_closest_neighbour`). No cache across hops: a vertex seen again is
         still in the CPU cache.
         """
+        wide = tail.shape[1] > 0
         cur = v
         dcur = _distance(head, tail, cur, q, span)
         calcs = 1
@@ -279,7 +272,19 @@ if numba is not None:
                 if adj[cur, e] == q:
                     return q, np.float32(0.0), True, calcs
             _prefetch_rows(head, adj, deg, cur)
-            best = _closest_neighbour(head, tail, adj, deg, cur, q, dcur, span, hop_d, hop_complete)
+            if wide:
+                best = _closest_neighbour(head, tail, adj, deg, cur, q, dcur, span, hop_d,
+                                          hop_complete)
+            else:  # full distances: the first strict minimum in edge order
+                best = -1
+                best_d = dcur
+                for e in range(deg[cur]):
+                    d = _sqdist(head, adj[cur, e], q)
+                    hop_d[e] = d
+                    hop_complete[e] = True
+                    if d < best_d:
+                        best_d = d
+                        best = e
             calcs += deg[cur]
             if best < 0:
                 return cur, dcur, False, calcs
