@@ -661,7 +661,9 @@ def build_fanng(embeddings, target_success_rate=0.98, success_window=1000,
     samples = _as_float32_matrix(embeddings)
     n, dim = samples.shape
     order = locality_order(samples, seed=seed) if reorder else np.arange(n, dtype=np.int64)
-    if dim >= _WIDE_DIM if use_principal_axes is None else use_principal_axes:
+    if use_principal_axes is None:
+        use_principal_axes = dim >= _WIDE_DIM
+    if use_principal_axes:
         rotation = principal_axes(samples)
         x = np.ascontiguousarray(samples[order] @ rotation)
     else:
