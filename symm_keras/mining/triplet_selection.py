@@ -75,6 +75,25 @@ class _ClassIndex:
         draw = draw + self.size[anchors] * (draw >= self.start[anchors])
         return self.order[draw]
 
+    def random_positive_outside(self, anchors, lists, rng):
+        """Uniform same-class sample outside ``lists[t]`` (and not the anchor), per row ``t``.
+
+        Exact and vectorised over the members of each anchor's class; when the
+        list holds the whole class, uniform over the class minus the anchor.
+        """
+        sizes = self.size[anchors]
+        row = np.repeat(np.arange(anchors.size), sizes)
+        offset = np.arange(row.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        member = self.order[self.start[anchors][row] + offset]
+        others = member != anchors[row]
+        eligible = others & ~(lists[row] == member[:, None]).any(axis=1)
+        count = np.bincount(row, weights=eligible, minlength=anchors.size).astype(np.int64)
+        eligible = np.where((count == 0)[row], others, eligible)
+        count = np.bincount(row, weights=eligible, minlength=anchors.size).astype(np.int64)
+        rank = np.cumsum(eligible) - np.repeat(np.cumsum(count) - count, sizes)  # 1-based among eligible
+        pick = eligible & (rank == rng.integers(0, count)[row] + 1)
+        return member[pick]
+
     def usable_anchors(self):
         return np.flatnonzero(self.size >= 2)
 
@@ -197,12 +216,8 @@ def smart_triplets(neighbour_indices, neighbour_distances, labels, kappa, triple
         inside = (a_idx[rows[need]] == cand[:, None]).any(axis=1)
         positive[need[~inside]] = cand[~inside]
         need = need[inside]
-    for t in need:  # rare: exact draw from the class minus S_i (or the whole class)
-        a = anchor_ids[t]
-        members = classes.order[classes.start[a]: classes.start[a] + classes.size[a]]
-        outside = np.setdiff1d(members, np.append(a_idx[rows[t]], a))
-        pool = outside if outside.size else members[members != a]
-        positive[t] = pool[rng.integers(0, pool.size)]
+    if need.size:  # class (almost) all inside S_i: exact uniform draw from the rest
+        positive[need] = classes.random_positive_outside(anchor_ids[need], a_idx[rows[need]], rng)
 
     # Line 19: random triplet with the same anchor.
     rand = np.flatnonzero(~mined)

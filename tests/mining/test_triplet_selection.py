@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from symm_keras.mining.triplet_selection import epoch_triplets, random_triplets, smart_triplets
+from symm_keras.mining.triplet_selection import _ClassIndex, epoch_triplets, random_triplets, smart_triplets
 
 #            0  1  2  3  4  5  6
 LABELS = np.array([0, 0, 1, 0, 2, 1, 0])  # class 0 = {0, 1, 3, 6}, class 1 = {2, 5}, class 2 = {4}
@@ -72,6 +72,19 @@ def test_no_positive_in_list_gives_random_triplets_and_singletons_are_skipped():
     assert len(out.triplets) == 1  # class 2 has one sample: no triplet for anchor 4
     a, p, n = out.triplets[0]
     assert (a, p) == (2, 5) and LABELS[n] != 1 and not out.mined[0]
+
+
+def test_exact_outside_draw_is_uniform_over_the_class_minus_the_list(rng):
+    # Class 0 = {0, 1, 3, 6} (anchor 0 excluded) and class 1 = {2, 5}.
+    classes = _ClassIndex(LABELS)
+    anchors = np.array([0, 0, 2, 2])
+    lists_ = np.array([[1, 4, -1], [1, 3, 6], [0, 1, 4], [5, 0, 1]])
+    draws = np.stack([classes.random_positive_outside(anchors, lists_, rng) for _ in range(3000)])
+    assert set(draws[:, 0]) == {3, 6}  # class 0 minus {0} minus the list {1}
+    assert set(draws[:, 1]) == {1, 3, 6}  # the list holds the whole class: the class minus the anchor
+    assert set(draws[:, 2]) == {5} and set(draws[:, 3]) == {5}
+    assert abs(np.mean(draws[:, 0] == 3) - 0.5) < 0.05
+    assert all(abs(np.mean(draws[:, 1] == c) - 1 / 3) < 0.05 for c in (1, 3, 6))
 
 
 def literal_algorithm_1(idx, dist, labels, kappa, per_anchor):
