@@ -17,9 +17,12 @@ this; the numpy path enforces it).
 
 Two paths compute the same lists:
 
-* on a GPU/TPU (and ``backend="keras"``), ``b × m`` score blocks on the active
-  Keras backend and ``ops.top_k`` (peak extra memory one block, ``block_size``
-  rows, by default near 128 MiB, plus the ``n × k`` result);
+* on a GPU/TPU (and ``backend="keras"``), one compiled call per ``b × m``
+  score block on the active Keras backend (XLA through ``jax.jit`` or
+  ``tf.function``): product, self mask and the two-stage :func:`top_k`, the
+  results kept on the device until the last block (peak extra memory about
+  two blocks, ``block_size`` rows, by default near 128 MiB each, plus the
+  ``n × k`` result);
 * on a CPU (``backend="numpy"``) with numba and ``k ≤ 256``,
   :func:`tiled_knn`: BLAS products of ``tile × tile`` blocks merged at once
   into per-query heaps, and for a self-search only the tiles on and above the
@@ -71,8 +74,10 @@ def resolve_backend(backend):
     """Check ``backend``; ``"auto"`` becomes ``"keras"`` on a GPU/TPU and ``"numpy"`` on CPU.
 
     On CPU, numpy's BLAS with a host top-k (:func:`tiled_knn`, or the chunked
-    numpy top-k) beats TensorFlow's eager matmul + ``top_k`` (about 2.4× at
-    SOP scale, see docs/evaluation.md).
+    numpy top-k) beats the Keras backends' block search (TensorFlow's eager
+    matmul + ``top_k`` by about 2.4× at SOP scale, docs/evaluation.md; the
+    compiled block search is still slower than :func:`tiled_knn`, which
+    computes half the products, docs/smart_mining.md).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
@@ -215,17 +220,18 @@ def _chunk_candidates_numpy(scores, k, chunk):
 def top_k(scores, k, backend="keras", chunk=64):
     """``(indices, values)`` of the ``k`` largest scores per row, ties to the lower index.
 
-    ``"keras"`` uses ``ops.top_k``. On the numpy path a small ``k``
-    (``4·k·chunk ≤`` row length) is done in two exact stages: the maxima of
-    consecutive ``chunk``-column chunks, the ``k`` best chunks, then the top-k
-    among their ``k·chunk`` columns (about 10× faster than ``argpartition`` on
-    a whole row). Any top-k element lies in one of those chunks: each chunk
-    ranked ahead of its chunk holds an element ranked ahead of it (larger
-    score, or equal score and lower index), and there are fewer than ``k``.
+    A small ``k`` (``4·k·chunk ≤`` row length) is done in two exact stages:
+    the maxima of consecutive ``chunk``-column chunks, the ``k`` best chunks,
+    then the top-k among their ``k·chunk`` columns (on the host about 10×
+    faster than ``argpartition`` on a whole row; on a device it replaces a
+    sort of the whole row by one max-reduction). Any top-k element lies in one
+    of those chunks: each chunk ranked ahead of its chunk holds an element
+    ranked ahead of it (larger score, or equal score and lower index), and
+    there are fewer than ``k``. ``backend="keras"`` runs on the active Keras
+    backend (``ops.top_k`` breaks ties to the lower index), ``"numpy"`` on the host.
     """
     if backend == "keras":
-        values, indices = ops.top_k(scores, k, sorted=True)
-        return indices, values
+        return _keras_top_k(scores, k, chunk)
     n = scores.shape[1]
     if chunk <= 1 or 4 * k * chunk > n:
         return _numpy_top_k(scores, k)
@@ -233,6 +239,99 @@ def top_k(scores, k, backend="keras", chunk=64):
     candidates = np.where(columns < n, np.take_along_axis(scores, np.minimum(columns, n - 1), axis=1), -np.inf)
     positions, values = _numpy_top_k(candidates, k)
     return np.take_along_axis(columns, positions, axis=1), values
+
+
+def _keras_top_k(scores, k, chunk):
+    rows, n = scores.shape
+    if chunk <= 1 or 4 * k * chunk > n:
+        values, indices = ops.top_k(scores, k, sorted=True)
+        return indices, values
+    chunks = -(-n // chunk)
+    padded = ops.pad(scores, [[0, 0], [0, chunks * chunk - n]], constant_values=float("-inf"))
+    chunk_max = ops.max(ops.reshape(padded, (rows, chunks, chunk)), axis=2)
+    _, best_chunks = ops.top_k(chunk_max, k, sorted=True)
+    best_chunks = ops.sort(best_chunks, axis=1)  # candidate columns ascending: ties keep the lower index
+    columns = ops.reshape(ops.expand_dims(best_chunks * chunk, 2) + ops.arange(chunk, dtype=best_chunks.dtype),
+                          (rows, k * chunk))
+    values, positions = ops.top_k(ops.take_along_axis(padded, columns, axis=1), k, sorted=True)
+    return ops.take_along_axis(columns, positions, axis=1), values
+
+
+# --- Device path: one compiled search per block of queries ----------------------------------
+#
+# Each block is one call of a compiled function (jax.jit / tf.function with XLA):
+# product, self mask, two-stage top-k and distances fuse into a few kernels, and
+# with the queries padded to whole blocks every block has the same shapes, so it
+# compiles once per (n, d, k). Results stay on the device until the last block.
+# On JAX the products run in full float32 (its GPU default is TF32, which can
+# swap near neighbours); TensorFlow's TF32 switch is process-wide
+# (``tf.config.experimental.enable_tensor_float_32_execution``) and left to the caller.
+# Eager per-op dispatch with a host copy per block took 1.07 s at 59,551 × 64
+# on an H100 (docs/gpu.md).
+
+_DEVICE_SEARCHES = {}
+
+
+def _device_block_search(queries, start, references_t, bias, block_size, k, exclude_self, chunk):
+    block = ops.slice(queries, [start, 0], [block_size, queries.shape[1]])
+    scores = ops.matmul(block, references_t)
+    if bias is not None:  # euclidean: 2 q·y − ‖y‖²
+        scores = 2.0 * scores - bias
+    if exclude_self:
+        rows = ops.expand_dims(ops.arange(block_size, dtype="int32") + start, 1)
+        columns = ops.expand_dims(ops.arange(scores.shape[1], dtype="int32"), 0)
+        scores = ops.where(rows == columns, float("-inf"), scores)
+    indices, best = _keras_top_k(scores, k, chunk)
+    if bias is not None:
+        best = ops.sqrt(ops.maximum(ops.sum(ops.square(block), axis=1, keepdims=True) - best, 0.0))
+    return indices, best
+
+
+def _device_search():
+    """:func:`_device_block_search` compiled for the active Keras backend (eager on others)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend not in _DEVICE_SEARCHES:
+        search = _device_block_search
+        if backend == "jax":
+            import jax
+
+            def full_precision_search(*args, **kwargs):  # JAX's GPU default for float32 is TF32
+                with jax.default_matmul_precision("highest"):
+                    return _device_block_search(*args, **kwargs)
+
+            search = jax.jit(full_precision_search, static_argnames=("block_size", "k", "exclude_self", "chunk"))
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            search = tf.function(search, jit_compile=True, reduce_retracing=True)
+        _DEVICE_SEARCHES[backend] = search
+    return _DEVICE_SEARCHES[backend]
+
+
+def _device_knn_blocks(queries, references, k, metric, block_size, chunk=64):
+    """Yield ``(start, stop, indices, scores)`` as backend tensors, one compiled call per block."""
+    exclude_self = references is None
+    q = ops.convert_to_tensor(queries)
+    r = q if exclude_self else ops.convert_to_tensor(references)
+    if metric == "cosine":
+        q = l2_normalize(q)
+        r = q if exclude_self else l2_normalize(r)
+    bias = ops.expand_dims(ops.sum(ops.square(r), axis=1), 0) if metric == "euclidean" else None
+    references_t = ops.transpose(r)
+    num_queries = queries.shape[0]
+    padding = -num_queries % block_size
+    if padding:
+        q = ops.pad(q, [[0, padding], [0, 0]])
+    search = _device_search()
+    for start in range(0, num_queries, block_size):
+        stop = min(start + block_size, num_queries)
+        indices, best = search(q, ops.convert_to_tensor(start, "int32"), references_t, bias,
+                               block_size=block_size, k=k, exclude_self=exclude_self, chunk=chunk)
+        if stop - start < block_size:
+            indices, best = indices[: stop - start], best[: stop - start]
+        yield start, stop, indices, best
 
 
 # --- Host path: tiles of the score matrix merged into per-query heaps (numba) ---------------
@@ -605,8 +704,17 @@ def knn_blocks(queries, k, references=None, metric="cosine", block_size=None, ba
     queries, k, metric, block_size = _checked_arguments(queries, k, references, metric, block_size)
     if uses_tiled_host_path(backend, k):
         return _slices(*_host_knn(queries, references, k, metric, block_size), block_size or HOST_TILE)
-    blocks = score_blocks(queries, references, metric=metric, block_size=block_size, backend=backend)
-    return _top_k_blocks(blocks, k, metric, backend)
+    return _blocks(queries, references, k, metric, block_size, backend)
+
+
+def _blocks(queries, references, k, metric, block_size, backend):
+    if backend == "keras":
+        queries, references, metric = _prepare(queries, references, metric)
+        num_references = queries.shape[0] if references is None else references.shape[0]
+        block_size = block_size or default_block_size(queries.shape[0], num_references)
+        return _device_knn_blocks(queries, references, k, metric, block_size)
+    return _host_top_k_blocks(score_blocks(queries, references, metric=metric, block_size=block_size,
+                                           backend="numpy"), k, metric)
 
 
 def _slices(indices, scores, step):
@@ -622,15 +730,11 @@ def _distances_from_scores(query_squared_norms, scores):
     return np.sqrt(distances, out=distances)
 
 
-def _top_k_blocks(blocks, k, metric, backend):
+def _host_top_k_blocks(blocks, k, metric):
     for start, stop, block, scores in blocks:
-        indices, best = top_k(scores, k, backend)
+        indices, best = top_k(scores, k, "numpy")
         if metric == "euclidean":
-            if backend == "keras":
-                q_sq = ops.sum(ops.square(block), axis=1, keepdims=True)
-                best = ops.sqrt(ops.maximum(q_sq - best, 0.0))
-            else:
-                best = _distances_from_scores(_row_squared_norms(block), best)
+            best = _distances_from_scores(_row_squared_norms(block), best)
         yield start, stop, indices, best
 
 
@@ -652,10 +756,8 @@ def exact_knn(queries, k, references=None, metric="cosine", block_size=None, bac
     queries, k, metric, block_size = _checked_arguments(queries, k, references, metric, block_size)
     if uses_tiled_host_path(backend, k):
         return _host_knn(queries, references, k, metric, block_size, num_threads)
-    indices, scores = [], []
-    for _, _, block_indices, block_scores in _top_k_blocks(
-        score_blocks(queries, references, metric=metric, block_size=block_size, backend=backend), k, metric, backend
-    ):
-        indices.append(np.asarray(ops.convert_to_numpy(block_indices)) if backend == "keras" else block_indices)
-        scores.append(np.asarray(ops.convert_to_numpy(block_scores)) if backend == "keras" else block_scores)
-    return np.concatenate(indices).astype(np.int64), np.concatenate(scores)
+    blocks = list(_blocks(queries, references, k, metric, block_size, backend))
+    if backend == "keras":  # one device-to-host copy, after the last block
+        return (ops.convert_to_numpy(ops.concatenate([b[2] for b in blocks])).astype(np.int64),
+                ops.convert_to_numpy(ops.concatenate([b[3] for b in blocks])))
+    return np.concatenate([b[2] for b in blocks]).astype(np.int64), np.concatenate([b[3] for b in blocks])

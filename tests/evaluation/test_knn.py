@@ -3,7 +3,10 @@
 import numpy as np
 import pytest
 
+from keras import ops
+
 from symm_keras.evaluation import default_block_size, exact_knn, knn_blocks
+from symm_keras.evaluation.knn import top_k
 from tests.evaluation.oracles import ranked_neighbours
 
 BACKENDS = ("keras", "numpy")
@@ -49,6 +52,32 @@ def test_separate_reference_set(rng, backend):
     full = np.linalg.norm(queries[:, None] - references[None], axis=-1)
     np.testing.assert_array_equal(indices, np.argsort(full, axis=1, kind="stable"))
     np.testing.assert_allclose(distances, np.sort(full, axis=1), atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("k, chunk, n", [(3, 4, 50), (5, 8, 163), (1, 3, 13), (2, 64, 600)])
+@pytest.mark.parametrize("levels", [6, 40])
+def test_two_stage_top_k_equals_a_stable_sort(rng, backend, k, chunk, n, levels):
+    # Few distinct values: ties inside and across chunks of different maxima;
+    # n not a multiple of the chunk.
+    scores = rng.integers(0, levels, size=(7, n)).astype("float32")
+    indices, values = top_k(scores, k, backend=backend, chunk=chunk)
+    indices, values = np.asarray(ops.convert_to_numpy(indices)), np.asarray(ops.convert_to_numpy(values))
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(indices, expected)
+    np.testing.assert_array_equal(values, np.take_along_axis(scores, expected, axis=1))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_many_blocks_with_a_short_last_block_and_two_stage_top_k(rng, backend):
+    # 4·k·64 ≤ n: the two-stage top-k runs; 700 = 6 blocks of 112 + 28.
+    x = rng.integers(-2, 3, size=(700, 3)).astype("float32")
+    indices, distances = exact_knn(x, 2, metric="euclidean", backend=backend, block_size=112)
+    expected = np.array([row[:2] for row in ranked_neighbours(x, "euclidean")])
+    np.testing.assert_array_equal(indices, expected)
+    np.testing.assert_allclose(distances, np.linalg.norm(x[:, None] - x[expected], axis=-1), atol=1e-5)
+    spans = [(start, stop) for start, stop, _, _ in knn_blocks(x, 2, block_size=112, backend=backend)]
+    assert spans == [(s, min(s + 112, 700)) for s in range(0, 700, 112)]
 
 
 def test_blocks_cover_all_rows_in_order(rng):
