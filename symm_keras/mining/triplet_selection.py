@@ -30,13 +30,15 @@ Choices where the paper is open (documented in ``docs/smart_mining.md``):
 * Anchors whose class has a single sample cannot form a triplet and are skipped.
 * Missing neighbour entries (index ``-1``) are ignored.
 
-The vectorised :func:`smart_triplets` equals the literal loop (tests check both
+:func:`smart_triplets` scans the lists in one compiled pass (numba) and draws
+the random fallbacks vectorised; it equals the literal loop (tests check both
 against hand-made lists). :func:`epoch_triplets` mixes Alg. 1 triplets and
 uniformly random ones with a given mined share per batch (paper: 50–100 %).
 """
 
 import dataclasses
 
+import numba
 import numpy as np
 
 
@@ -56,11 +58,12 @@ class _ClassIndex:
             raise ValueError("triplets need at least 2 classes in labels.")
         if sizes.max() < 2:
             raise ValueError("triplets need a class with at least 2 samples; every class has 1.")
-        code = np.searchsorted(classes, labels)
-        self.start = starts[code]
-        self.size = sizes[code]
+        self.start = np.empty(labels.size, np.int64)  # each sample's class block in `order`
+        self.start[self.order] = np.repeat(starts, sizes)
+        self.size = np.empty(labels.size, np.int64)
+        self.size[self.order] = np.repeat(sizes, sizes)
         self.rank = np.empty(labels.size, np.int64)  # position of each sample inside its class block
-        self.rank[self.order] = np.arange(labels.size) - np.repeat(starts, sizes)
+        self.rank[self.order] = np.arange(labels.size) - self.start[self.order]
         self.n = labels.size
 
     def random_positive(self, anchors, rng):
@@ -100,7 +103,9 @@ class _ClassIndex:
 
 def _check_neighbours(neighbour_indices, neighbour_distances, n):
     idx = np.asarray(neighbour_indices)
-    dist = np.asarray(neighbour_distances, dtype=np.float64)
+    dist = np.asarray(neighbour_distances)
+    if not np.issubdtype(dist.dtype, np.floating):
+        dist = dist.astype(np.float64)
     if idx.ndim != 2 or idx.shape[0] != n:
         raise ValueError(
             f"neighbour_indices must be an ({n}, k) matrix (one row per labelled sample), "
@@ -114,7 +119,53 @@ def _check_neighbours(neighbour_indices, neighbour_distances, n):
         raise ValueError(f"neighbour_indices must be integers, got dtype {idx.dtype}.")
     if idx.size and (idx.min() < -1 or idx.max() >= n):
         raise ValueError(f"neighbour_indices must lie in [0, {n}) (or -1 for a missing entry).")
-    return idx.astype(np.int64), dist
+    return idx.astype(np.int64, copy=False), dist
+
+
+def _check_kappa(kappa):
+    kappa = float(kappa)
+    if not np.isfinite(kappa) or kappa <= 0:
+        raise ValueError(f"kappa must be a positive number, got {kappa}.")
+    return kappa
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan_lists(idx, dist, labels, anchors, kappa, per_anchor):
+    """Alg. 1 lines 4–27 for each anchor, one pass over its list.
+
+    Returns ``negatives`` and ``positives`` ``(A, per_anchor)``: the anchor's
+    ``j``-th valid negative and the first valid positive after it in the list
+    (the first positive whose valid range holds that negative), ``-1`` where
+    there is none; and ``(A,)`` the number of valid negatives.
+    """
+    negatives = np.full((anchors.size, per_anchor), -1, np.int64)
+    positives = np.full((anchors.size, per_anchor), -1, np.int64)
+    n_neg = np.zeros(anchors.size, np.int64)
+    for r in range(anchors.size):
+        a = anchors[r]
+        bound = np.inf  # set by the first positive, x⁺ᴺᴺ (eq. 6)
+        seen_positive = False
+        paired = 0  # negatives before this column already have their positive
+        for j in range(idx.shape[1]):
+            s = idx[a, j]
+            if s < 0:
+                continue
+            if not seen_positive:
+                if labels[s] == labels[a]:
+                    seen_positive = True
+                    bound = kappa * dist[a, j]
+                continue
+            if dist[a, j] < bound:
+                continue
+            if labels[s] != labels[a]:
+                if n_neg[r] < per_anchor:
+                    negatives[r, n_neg[r]] = s
+                n_neg[r] += 1
+            else:
+                for t in range(paired, min(n_neg[r], per_anchor)):
+                    positives[r, t] = s
+                paired = min(n_neg[r], per_anchor)
+    return negatives, positives, n_neg
 
 
 @dataclasses.dataclass
@@ -138,7 +189,7 @@ class SmartTriplets:
 
 def smart_triplets(neighbour_indices, neighbour_distances, labels, kappa, triplets_per_anchor=1,
                    anchors=None, seed=None):
-    """Algorithm 1 (Smart Mining Sec. 3.2.2), vectorised over anchors.
+    """Algorithm 1 (Smart Mining Sec. 3.2.2) for many anchors.
 
     Args:
         neighbour_indices: ``(N, k)`` neighbour lists, ascending by distance.
@@ -157,77 +208,48 @@ def smart_triplets(neighbour_indices, neighbour_distances, labels, kappa, triple
         one anchor consecutive.
     """
     classes = _ClassIndex(labels)
-    labels = classes.labels
-    n = labels.size
-    idx, dist = _check_neighbours(neighbour_indices, neighbour_distances, n)
-    kappa = float(kappa)
-    if not np.isfinite(kappa) or kappa <= 0:
-        raise ValueError(f"kappa must be a positive number, got {kappa}.")
+    idx, dist = _check_neighbours(neighbour_indices, neighbour_distances, classes.n)
+    kappa = _check_kappa(kappa)
     per_anchor = int(triplets_per_anchor)
     if per_anchor < 1:
         raise ValueError(f"triplets_per_anchor must be >= 1, got {triplets_per_anchor}.")
-    rng = np.random.default_rng(seed)
-    usable = classes.usable_anchors()
-    anchors = usable if anchors is None else np.asarray(anchors, np.int64).reshape(-1)
-    if anchors.size and (anchors.min() < 0 or anchors.max() >= n):
-        raise ValueError(f"anchors must lie in [0, {n}).")
-    anchors = anchors[classes.size[anchors] >= 2]
+    if anchors is not None:
+        anchors = np.asarray(anchors, np.int64).reshape(-1)
+        if anchors.size and (anchors.min() < 0 or anchors.max() >= classes.n):
+            raise ValueError(f"anchors must lie in [0, {classes.n}).")
+    return _smart_triplets(classes, idx, dist, kappa, per_anchor, anchors, np.random.default_rng(seed))
 
-    a_idx, a_dist = idx[anchors], dist[anchors]
-    k = a_idx.shape[1]
-    present = a_idx >= 0
-    same = present & (labels[np.maximum(a_idx, 0)] == labels[anchors][:, None])
-    has_pos = same.any(axis=1)
-    first_pos = np.where(has_pos, np.argmax(same, axis=1), k)
-    positions = np.arange(k)[None, :]
-    nn_dist = a_dist[np.arange(len(anchors)), np.minimum(first_pos, k - 1)]
-    bound = kappa * nn_dist
-    considered = present & (positions > first_pos[:, None]) & ~(a_dist < bound[:, None])
-    considered &= has_pos[:, None]
-    valid_neg = considered & ~same
-    valid_pos = considered & same
-    # next_pos[r, j]: first valid-positive column > j (k if none).
-    cols = np.where(valid_pos, positions, k)
-    next_pos = np.minimum.accumulate(cols[:, ::-1], axis=1)[:, ::-1]
-    next_pos = np.concatenate([next_pos[:, 1:], np.full((len(anchors), 1), k)], axis=1)
-    n_neg = valid_neg.sum(axis=1)
-    # Column of each anchor's j-th valid negative.
-    neg_cols = np.argsort(~valid_neg, axis=1, kind="stable")[:, :per_anchor]
-    if neg_cols.shape[1] < per_anchor:
-        neg_cols = np.concatenate(
-            [neg_cols, np.zeros((len(anchors), per_anchor - neg_cols.shape[1]), np.int64)], axis=1)
 
-    rows = np.repeat(np.arange(len(anchors)), per_anchor)
-    slot = np.tile(np.arange(per_anchor), len(anchors))
-    anchor_ids = anchors[rows]
-    mined = slot < n_neg[rows]
-    ncol = neg_cols[rows, slot]
-    pcol = next_pos[rows, ncol]
-    negative = np.where(mined, a_idx[rows, ncol], -1)
-    positive = np.where(mined & (pcol < k), a_idx[rows, np.minimum(pcol, k - 1)], -1)
-    random_positive = mined & (pcol >= k)
+def _smart_triplets(classes, idx, dist, kappa, per_anchor, anchors, rng):
+    anchors = classes.usable_anchors() if anchors is None else anchors[classes.size[anchors] >= 2]
+    negatives, positives, n_neg = _scan_lists(idx, dist, classes.labels, anchors, kappa, per_anchor)
+    anchor_ids = np.repeat(anchors, per_anchor)
+    negative, positive = negatives.reshape(-1), positives.reshape(-1)
+    mined = negative >= 0
+    random_positive = mined & (positive < 0)
 
     # Line 21: random positive of the anchor's class outside S_i.
     need = np.flatnonzero(random_positive)
+    lists = idx[anchor_ids[need]]
     for _ in range(16):
         if need.size == 0:
             break
         cand = classes.random_positive(anchor_ids[need], rng)
-        inside = (a_idx[rows[need]] == cand[:, None]).any(axis=1)
+        inside = (lists == cand[:, None]).any(axis=1)
         positive[need[~inside]] = cand[~inside]
-        need = need[inside]
+        need, lists = need[inside], lists[inside]
     if need.size:  # class (almost) all inside S_i: exact uniform draw from the rest
-        positive[need] = classes.random_positive_outside(anchor_ids[need], a_idx[rows[need]], rng)
+        positive[need] = classes.random_positive_outside(anchor_ids[need], lists, rng)
 
     # Line 19: random triplet with the same anchor.
     rand = np.flatnonzero(~mined)
     positive[rand] = classes.random_positive(anchor_ids[rand], rng)
     negative[rand] = classes.random_negative(anchor_ids[rand], rng)
 
-    valid_negatives = np.zeros(n, np.int64)
+    valid_negatives = np.zeros(classes.n, np.int64)
     valid_negatives[anchors] = n_neg
     return SmartTriplets(
-        triplets=np.stack([anchor_ids, positive, negative], axis=1).astype(np.int64),
+        triplets=np.stack([anchor_ids, positive, negative], axis=1),
         mined=mined,
         random_positive=random_positive,
         valid_negatives=valid_negatives,
@@ -239,13 +261,13 @@ def random_triplets(labels, count, seed=None):
 
     The anchor is uniform over samples whose class has another sample.
     """
-    classes = _ClassIndex(labels)
-    rng = np.random.default_rng(seed)
+    return _random_triplets(_ClassIndex(labels), int(count), np.random.default_rng(seed))
+
+
+def _random_triplets(classes, count, rng):
     usable = classes.usable_anchors()
-    anchors = usable[rng.integers(0, usable.size, int(count))]
-    return np.stack(
-        [anchors, classes.random_positive(anchors, rng), classes.random_negative(anchors, rng)], axis=1
-    ).astype(np.int64)
+    anchors = usable[rng.integers(0, usable.size, count)]
+    return np.stack([anchors, classes.random_positive(anchors, rng), classes.random_negative(anchors, rng)], axis=1)
 
 
 @dataclasses.dataclass
@@ -285,16 +307,17 @@ def epoch_triplets(neighbour_indices, neighbour_distances, labels, kappa, num_ba
     if num_batches < 1 or per_batch < 1:
         raise ValueError("num_batches and triplets_per_batch must be >= 1.")
     rng = np.random.default_rng(seed)
-    labels = np.asarray(labels).reshape(-1)
+    classes = _ClassIndex(labels)
     per_batch_mined = int(round(mined_share * per_batch))
     total_mined = per_batch_mined * num_batches
-    random_rows = random_triplets(labels, (per_batch - per_batch_mined) * num_batches, seed=rng)
+    random_rows = _random_triplets(classes, (per_batch - per_batch_mined) * num_batches, rng)
     if total_mined:
-        usable = _ClassIndex(labels).usable_anchors()
+        idx, dist = _check_neighbours(neighbour_indices, neighbour_distances, classes.n)
+        kappa = _check_kappa(kappa)
+        usable = classes.usable_anchors()
         per_anchor = -(-total_mined // usable.size)
         anchors = rng.permutation(usable)
-        smart = smart_triplets(neighbour_indices, neighbour_distances, labels, kappa,
-                               triplets_per_anchor=per_anchor, anchors=anchors, seed=rng)
+        smart = _smart_triplets(classes, idx, dist, kappa, per_anchor, anchors, rng)
         # Slot-major order: every anchor's first triplet before any second one.
         order = np.arange(len(smart.triplets)).reshape(len(anchors), per_anchor).T.reshape(-1)
         order = order[:total_mined]

@@ -126,7 +126,7 @@ def literal_algorithm_1(idx, dist, labels, kappa, per_anchor):
 
 
 @pytest.mark.parametrize("kappa", [0.5, 1.0, 1.7, 4.0])
-def test_vectorised_equals_literal_loop(rng, kappa):
+def test_smart_triplets_equal_the_literal_loop(rng, kappa):
     n, k = 300, 15
     labels = rng.integers(0, 40, n)
     x = rng.normal(size=(40, 4))[labels] + 0.8 * rng.normal(size=(n, 4))
