@@ -94,6 +94,45 @@ def test_budget_controls_recall_and_missing_entries_are_marked():
     assert high >= low and high >= 0.98
 
 
+def literal_backtrack_search(x, adjacency, degrees, q, k, budget):
+    """FANNG Alg. 3 as printed: a priority queue of (distance, vertex, next edge), one edge per pop."""
+    queue = [[0.0, q, 0]]
+    visited, found = {q}, []
+    while queue and len(found) < budget:
+        entry = min(queue, key=lambda item: item[0])
+        d_v, v, e = entry
+        if e >= degrees[v]:
+            queue.remove(entry)
+            continue
+        entry[2] = e + 1
+        n = int(adjacency[v, e])
+        if n in visited:
+            continue
+        visited.add(n)
+        d = float(np.sum((x[n].astype(np.float64) - x[q]) ** 2))
+        found.append((d, n))
+        queue.append([d, n, 0])
+    found.sort(key=lambda item: item[0])  # stable: ties keep the order found
+    return [n for _, n in found[:k]], [d for d, _ in found[:k]]
+
+
+@pytest.mark.parametrize("budget", [12, 40, 400])
+def test_search_equals_the_literal_backtrack_search(budget):
+    # Continuous coordinates: no two distances tie, so the queue order is unique.
+    x = np.random.default_rng(3).normal(size=(300, 8)).astype(np.float32)
+    graph = build_fanng(x, seed=0)
+    k = 12
+    indices, distances = fanng_search(graph, k, budget=budget)
+    for sample in range(0, 300, 7):
+        q = int(graph.positions[sample])
+        want, want_d = literal_backtrack_search(graph.internal_embeddings, graph.internal_adjacency,
+                                                graph.internal_degrees, q, k, budget)
+        got = [int(graph.positions[i]) for i in indices[sample] if i >= 0]
+        assert got == want
+        np.testing.assert_allclose(distances[sample, : len(want)], want_d, rtol=1e-5)
+        assert np.all(indices[sample, len(want):] == -1) and np.all(np.isinf(distances[sample, len(want):]))
+
+
 def test_cap_on_traverse_adds_warns_and_records_rate():
     x, _ = clustered(400, 20, 16, seed=6)
     with pytest.warns(RuntimeWarning, match="success rate"):
