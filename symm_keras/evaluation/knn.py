@@ -161,15 +161,20 @@ def _numpy_score_blocks(queries, references, metric, block_size, mask_self):
         yield start, stop, block, scores
 
 
-def _keras_score_blocks(queries, references, metric, block_size, mask_self):
-    exclude_self = references is None
+def _device_operands(queries, references, metric):
+    """``(q, rᵀ, ‖r‖²)`` on the backend's device: unit rows for cosine, the bias row for euclidean (else None)."""
     q = ops.convert_to_tensor(queries)
-    r = q if exclude_self else ops.convert_to_tensor(references)
+    r = q if references is None else ops.convert_to_tensor(references)
     if metric == "cosine":
         q = l2_normalize(q)
-        r = q if exclude_self else l2_normalize(r)
-    ref_t = ops.transpose(r)
-    ref_sq = ops.expand_dims(ops.sum(ops.square(r), axis=1), 0) if metric == "euclidean" else None
+        r = q if references is None else l2_normalize(r)
+    bias = ops.expand_dims(ops.sum(ops.square(r), axis=1), 0) if metric == "euclidean" else None
+    return q, ops.transpose(r), bias
+
+
+def _keras_score_blocks(queries, references, metric, block_size, mask_self):
+    exclude_self = references is None
+    q, ref_t, ref_sq = _device_operands(queries, references, metric)
     num_queries = queries.shape[0]
     for start in range(0, num_queries, block_size):
         stop = min(start + block_size, num_queries)
@@ -313,13 +318,7 @@ def _device_search():
 def _device_knn_blocks(queries, references, k, metric, block_size, chunk=64):
     """Yield ``(start, stop, indices, scores)`` as backend tensors, one compiled call per block."""
     exclude_self = references is None
-    q = ops.convert_to_tensor(queries)
-    r = q if exclude_self else ops.convert_to_tensor(references)
-    if metric == "cosine":
-        q = l2_normalize(q)
-        r = q if exclude_self else l2_normalize(r)
-    bias = ops.expand_dims(ops.sum(ops.square(r), axis=1), 0) if metric == "euclidean" else None
-    references_t = ops.transpose(r)
+    q, references_t, bias = _device_operands(queries, references, metric)
     num_queries = queries.shape[0]
     padding = -num_queries % block_size
     if padding:
