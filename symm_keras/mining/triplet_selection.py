@@ -104,7 +104,7 @@ class _ClassIndex:
 def _check_neighbours(neighbour_indices, neighbour_distances, n):
     idx = np.asarray(neighbour_indices)
     dist = np.asarray(neighbour_distances)
-    if not np.issubdtype(dist.dtype, np.floating):
+    if dist.dtype not in (np.float32, np.float64):
         dist = dist.astype(np.float64)
     if idx.ndim != 2 or idx.shape[0] != n:
         raise ValueError(
@@ -145,7 +145,7 @@ def _scan_lists(idx, dist, labels, anchors, kappa, per_anchor):
         a = anchors[r]
         bound = np.inf  # set by the first positive, x⁺ᴺᴺ (eq. 6)
         seen_positive = False
-        paired = 0  # negatives before this column already have their positive
+        paired = 0  # the first `paired` valid negatives already have their positive
         for j in range(idx.shape[1]):
             s = idx[a, j]
             if s < 0:
