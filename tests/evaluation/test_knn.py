@@ -82,6 +82,27 @@ def test_many_blocks_with_a_short_last_block_and_two_stage_top_k(rng, backend):
     assert spans == [(s, min(s + 112, 700)) for s in range(0, 700, 112)]
 
 
+def test_device_search_compiles_once_per_shape(rng):
+    import keras
+
+    from symm_keras.evaluation import knn
+
+    search = knn._device_search()
+    if keras.backend.backend() == "jax":
+        compiled = search._cache_size
+    elif keras.backend.backend() == "tensorflow":
+        compiled = search.experimental_get_tracing_count
+    else:
+        pytest.skip("the block search is compiled on the JAX and TensorFlow backends only")
+    x = rng.normal(size=(650, 5)).astype("float32")  # 7 blocks of 96, the last one short (padded)
+    before = compiled()
+    first = exact_knn(x, 3, metric="euclidean", backend="keras", block_size=96)
+    assert compiled() == before + 1
+    second = exact_knn(x, 3, metric="euclidean", backend="keras", block_size=96)
+    assert compiled() == before + 1
+    np.testing.assert_array_equal(first[0], second[0])
+
+
 def test_blocks_cover_all_rows_in_order(rng):
     x = rng.normal(size=(23, 4))
     spans = [(start, stop) for start, stop, _, _ in knn_blocks(x, 3, block_size=5, backend="numpy")]
