@@ -106,8 +106,8 @@ Where each detail comes from. [SM] = the Smart Mining paper (Sec. 3.2.1),
   found first) instead of sorting everything met at the end. Tested against
   a literal Alg. 3 loop.
 
-Speed: the loops are compiled with numba (a dependency of pynndescent; install
-``symm_keras[ann]``); plain Python loops would take hours at SOP size. The
+Speed: the loops are compiled with numba (a dependency of symm_keras); plain
+Python loops would take hours at SOP size. The
 cost is random memory access: every distance reads a row of the embedding
 matrix. Figures: ``docs/smart_mining.md``.
 """
@@ -140,8 +140,8 @@ _DISTANCE_SPAN = 64  # coordinates per partial sum (four cache lines of float32)
 def _require_numba():
     if numba is None:
         raise ImportError(
-            "the FANNG neighbour source needs numba (`pip install numba`, or "
-            "`pip install symm_keras[ann]`); use source='exact' otherwise."
+            "the FANNG neighbour source needs numba (`pip install numba`; symm_keras "
+            "declares it as a dependency); use source='exact' otherwise."
         )
 
 
