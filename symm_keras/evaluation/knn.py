@@ -310,7 +310,7 @@ def _device_search():
         elif backend == "tensorflow":
             import tensorflow as tf
 
-            search = tf.function(search, jit_compile=True, reduce_retracing=True)
+            search = tf.function(search, jit_compile=True)  # static shapes: one trace per shape
         _DEVICE_SEARCHES[backend] = search
     return _DEVICE_SEARCHES[backend]
 

@@ -103,6 +103,18 @@ def test_device_search_compiles_once_per_shape(rng):
     np.testing.assert_array_equal(first[0], second[0])
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_many_different_shapes_in_one_process(rng, backend):
+    # TensorFlow's reduce_retracing would relax the shapes after a few traces
+    # (None dimensions); the compiled search needs static ones.
+    for n in range(300, 390, 10):
+        x = rng.normal(size=(n, 4)).astype("float32")
+        indices, _ = exact_knn(x, 2, metric="euclidean", backend=backend, block_size=64)
+        exact = np.sum((x[:, None].astype(np.float64) - x[None]) ** 2, axis=-1)
+        np.fill_diagonal(exact, np.inf)
+        np.testing.assert_array_equal(indices, np.argsort(exact, axis=1, kind="stable")[:, :2])
+
+
 def test_blocks_cover_all_rows_in_order(rng):
     x = rng.normal(size=(23, 4))
     spans = [(start, stop) for start, stop, _, _ in knn_blocks(x, 3, block_size=5, backend="numpy")]
