@@ -12,6 +12,13 @@ from tests.evaluation.oracles import ranked_neighbours
 BACKENDS = ("keras", "numpy")
 
 
+def stable_euclidean_neighbours(x, k):
+    """The ``k`` nearest other rows by float64 squared distance, ties to the lower index (vectorised oracle)."""
+    squared = np.sum((x[:, None].astype(np.float64) - x[None]) ** 2, axis=-1)  # exact for integer points
+    np.fill_diagonal(squared, np.inf)
+    return np.argsort(squared, axis=1, kind="stable")[:, :k]
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_matches_brute_force(rng, backend, metric):
@@ -73,9 +80,7 @@ def test_many_blocks_with_a_short_last_block_and_two_stage_top_k(rng, backend):
     # 4·k·64 ≤ n: the two-stage top-k runs; 700 = 6 blocks of 112 + 28.
     x = rng.integers(-2, 3, size=(700, 3)).astype("float32")
     indices, distances = exact_knn(x, 2, metric="euclidean", backend=backend, block_size=112)
-    exact = np.sum((x[:, None].astype(np.float64) - x[None]) ** 2, axis=-1)  # integers: exact
-    np.fill_diagonal(exact, np.inf)
-    expected = np.argsort(exact, axis=1, kind="stable")[:, :2]  # ties: lower index first
+    expected = stable_euclidean_neighbours(x, 2)
     np.testing.assert_array_equal(indices, expected)
     np.testing.assert_allclose(distances, np.linalg.norm(x[:, None] - x[expected], axis=-1), atol=1e-5)
     spans = [(start, stop) for start, stop, _, _ in knn_blocks(x, 2, block_size=112, backend=backend)]
@@ -110,9 +115,7 @@ def test_many_different_shapes_in_one_process(rng, backend):
     for n in range(300, 390, 10):
         x = rng.normal(size=(n, 4)).astype("float32")
         indices, _ = exact_knn(x, 2, metric="euclidean", backend=backend, block_size=64)
-        exact = np.sum((x[:, None].astype(np.float64) - x[None]) ** 2, axis=-1)
-        np.fill_diagonal(exact, np.inf)
-        np.testing.assert_array_equal(indices, np.argsort(exact, axis=1, kind="stable")[:, :2])
+        np.testing.assert_array_equal(indices, stable_euclidean_neighbours(x, 2))
 
 
 def test_blocks_cover_all_rows_in_order(rng):
