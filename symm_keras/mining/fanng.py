@@ -107,9 +107,9 @@ Where each detail comes from. [SM] = the Smart Mining paper (Sec. 3.2.1),
   a literal Alg. 3 loop.
 
 Speed: the loops are compiled with numba (a dependency of symm_keras); plain
-Python loops would take hours at SOP size. The
-cost is random memory access: every distance reads a row of the embedding
-matrix. Figures: ``docs/smart_mining.md``.
+Python loops would take hours at SOP size. The cost is random memory access:
+every distance reads a row of the embedding matrix. Figures:
+``docs/smart_mining.md``.
 """
 
 import contextlib
