@@ -188,3 +188,24 @@ def test_locality_order_keeps_neighbours_close_in_memory():
     step = np.sum((x[order[1:]] - x[order[:-1]]) ** 2, axis=1).mean()
     random_step = np.sum((x[1:] - x[:-1]) ** 2, axis=1).mean()
     assert step < 0.6 * random_step
+
+
+@pytest.mark.parametrize("dim", [64, 200], ids=["one_matrix", "head_and_tail"])
+def test_build_rows_start_on_cache_lines(dim):
+    x = np.random.default_rng(1).normal(size=(300, dim)).astype(np.float32)
+    graph = fanng.build_fanng(x, seed=0)
+    assert graph.internal_embeddings.ctypes.data % 64 == 0
+    expected = x[graph.order] @ graph.rotation if dim >= 128 else x[graph.order]
+    np.testing.assert_array_equal(graph.internal_embeddings, expected)
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (7, 0), (0, 3)])
+def test_cache_aligned_copy_keeps_values_shape_and_dtype(shape):
+    buffer = np.zeros(int(np.prod(shape)) * 4 + 20, np.uint8)
+    odd = buffer[4:4 + int(np.prod(shape)) * 4].view(np.float32).reshape(shape)  # 4 bytes past 16-byte alignment
+    odd[...] = np.arange(odd.size, dtype=np.float32).reshape(shape)
+    aligned = fanng._cache_aligned(odd)
+    assert aligned.flags.c_contiguous
+    assert aligned.size == 0 or aligned.ctypes.data % 64 == 0  # an empty array has no rows to align
+    assert aligned.shape == shape and aligned.dtype == np.float32
+    np.testing.assert_array_equal(aligned, odd)
