@@ -53,10 +53,10 @@ def load_revision(revision, folder):
 
 
 class PairedSearches:
-    """Stands in for ``fanng._search_batch``: times both versions on each batch."""
+    """Stands in for ``fanng._search_batch``: times it and the baseline module's on each batch."""
 
-    def __init__(self, current, baseline):
-        self.current, self.baseline = current, baseline
+    def __init__(self, current_search, baseline):
+        self.current_search, self.baseline = current_search, baseline
         self.rows = {}
         self.times = {"current": [], "baseline": []}
 
@@ -73,8 +73,8 @@ class PairedSearches:
     def __call__(self, head, tail, adj, lens, deg, pairs, lo, hi, slots, span, *outputs):
         base_head, base_tail = self.baseline_rows(head, tail)
         spare = [np.empty_like(a) for a in outputs]
-        runs = [("current", self.current, head, tail, outputs),
-                ("baseline", self.baseline, base_head, base_tail, spare)]
+        runs = [("current", self.current_search, head, tail, outputs),
+                ("baseline", self.baseline._search_batch, base_head, base_tail, spare)]
         if len(self.times["current"]) % 2:
             runs.reverse()
         for name, search, rows_head, rows_tail, out in runs:
@@ -99,12 +99,12 @@ def main():
         baseline = load_revision(args.baseline, folder)
         for module in (fanng, baseline):  # compile outside the timings
             module.build_fanng(x[:20000], num_threads=args.threads)
-        paired = PairedSearches(fanng._search_batch, baseline._search_batch)
+        paired = PairedSearches(fanng._search_batch, baseline)
         fanng._search_batch = paired
         try:
             graph = fanng.build_fanng(x, num_threads=args.threads)
         finally:
-            fanng._search_batch = paired.current
+            fanng._search_batch = paired.current_search
     current, base = (np.asarray(paired.times[k]) for k in ("current", "baseline"))
     ratios = current / base
     print(f"N={args.n} dim={args.dim}: {len(ratios)} batches, {graph.traverse_adds / args.n:.0f}N searches")
