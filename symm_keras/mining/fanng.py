@@ -153,9 +153,9 @@ def _require_numba():
 
 if numba is not None:
     _jit = numba.njit(cache=True, fastmath=True, nogil=True)
-    # Small helpers of the inner loops are inlined by numba itself: as separate
-    # calls, their array arguments cost an atomic reference count each (a fifth of
-    # the backtrack search's time before).
+    # Small helpers of the inner loops are inlined by numba itself (no call
+    # overhead). Their array arguments still cost an atomic reference count each
+    # per use, so the backtrack search's per-distance steps are written out.
     _inline_jit = numba.njit(cache=True, fastmath=True, nogil=True, inline="always")
     _pjit = numba.njit(cache=True, fastmath=True, nogil=True, parallel=True)
     _prange = numba.prange
@@ -435,22 +435,6 @@ if numba is not None:
         return hi - lo, _EXHAUSTED
 
     @_inline_jit
-    def _heap_push(keys, verts, edges, size, key, vert, edge):
-        i = size
-        keys[i] = key
-        verts[i] = vert
-        edges[i] = edge
-        while i > 0:
-            parent = (i - 1) >> 1
-            if keys[parent] <= keys[i]:
-                break
-            keys[i], keys[parent] = keys[parent], keys[i]
-            verts[i], verts[parent] = verts[parent], verts[i]
-            edges[i], edges[parent] = edges[parent], edges[i]
-            i = parent
-        return size + 1
-
-    @_inline_jit
     def _heap_sift_down(keys, verts, edges, size):
         i = 0
         while True:
@@ -491,14 +475,14 @@ if numba is not None:
 
     @_inline_jit
     def _keep_nearest(heap_d, heap_seq, heap_v, size, k, d, seq, v):
-        """Offer ``(d, seq, v)`` to the bounded max-heap of the ``k`` nearest found so far.
+        """Add ``(d, seq, v)`` to the bounded max-heap of the ``k`` nearest found so far.
 
-        ``seq`` grows with every offer, so a newcomer tying the worst entry loses.
-        Returns the new size.
+        The caller offers only a newcomer that belongs there (``size < k`` or
+        ``d < heap_d[0]``; ``seq`` grows with every offer, so one tying the worst
+        entry loses). Returns the new size.
         """
         if size == k:
-            if d < heap_d[0]:
-                _place_from_root(heap_d, heap_seq, heap_v, size, d, seq, v)
+            _place_from_root(heap_d, heap_seq, heap_v, size, d, seq, v)
             return size
         i = size
         while i > 0:
@@ -516,9 +500,12 @@ if numba is not None:
         """FANNG Alg. 3 for query vertex ``q`` starting at ``q``; fills out rows.
 
         The ``k`` nearest vertices met are kept in a bounded heap as they are
-        found (nearest first, ties to the earlier found).
+        found (nearest first, ties to the earlier found). The per-distance steps
+        are written out here, not called: a call (inlined or not) costs an atomic
+        reference count per array argument, which took a third of the time.
         """
-        size = _heap_push(keys, verts, edges, 0, np.float32(0.0), q, 0)
+        keys[0], verts[0], edges[0] = np.float32(0.0), q, 0  # the queue: (distance, vertex, next edge)
+        size = 1
         stamp[q] = tag
         n_near = 0
         calcs = 0
@@ -540,9 +527,18 @@ if numba is not None:
                 continue
             stamp[n] = tag
             d = _sqdist(x, n, q)
-            n_near = _keep_nearest(near_d, near_seq, near_v, n_near, k, d, calcs, n)
+            if n_near < k or d < near_d[0]:
+                n_near = _keep_nearest(near_d, near_seq, near_v, n_near, k, d, calcs, n)
             calcs += 1
-            size = _heap_push(keys, verts, edges, size, d, n, 0)
+            i = size  # push (d, n, edge 0): sift the hole up from the end
+            while i > 0:
+                parent = (i - 1) >> 1
+                if keys[parent] <= d:
+                    break
+                keys[i], verts[i], edges[i] = keys[parent], verts[parent], edges[parent]
+                i = parent
+            keys[i], verts[i], edges[i] = d, n, 0
+            size += 1
         for j in range(n_near - 1, -1, -1):  # the worst entry goes last
             out_idx[j], out_d[j] = near_v[0], near_d[0]
             _place_from_root(near_d, near_seq, near_v, j, near_d[j], near_seq[j], near_v[j])
