@@ -14,10 +14,13 @@ times, one after the other in one process:
 * faiss again (the machine is shared: the two faiss times bracket the run),
 
 and prints wall and CPU seconds, ``total / faiss`` (against the mean of the
-two faiss times) and recall@k against faiss. ``--budgets`` adds a sweep of
+two faiss times) and recall@k against faiss. ``--repeats R`` runs R rounds of
+(variants, faiss), each round's ratio against the faiss runs on either side of
+it, and prints the median and range of the ratios. ``--budgets`` adds a sweep of
 search budgets on the default variant's graph.
 
     python benchmarks/bench_fanng_build.py --n 59551 --dim 64 --variants default sequential
+    python benchmarks/bench_fanng_build.py --n 59551 --dim 64 --variants default --repeats 5
 """
 
 import argparse
@@ -66,42 +69,56 @@ def main():
     parser.add_argument("--variants", nargs="+", default=["default", "sequential"], choices=sorted(VARIANTS))
     parser.add_argument("--budgets", type=int, nargs="*", default=[])
     parser.add_argument("--threads", type=int, default=None, help="numba threads (default: all)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="rounds of (variants, faiss); each round's ratio uses the faiss runs around it")
     args = parser.parse_args()
 
     x, _ = clustered_embeddings(args.n, CLASSES.get(args.n, max(2, args.n // 5)), args.dim)
     fanng.fanng_neighbours(x[:500], 5, batch_size=1, reorder=False)  # compile outside the timings
     fanng.fanng_neighbours(x[:500], 5)
-    exact, faiss_wall, faiss_cpu = faiss_knn(x, args.k)
     print(f"N={args.n} dim={args.dim} k={args.k} cpus={os.cpu_count()}")
+    exact, faiss_wall, faiss_cpu = faiss_knn(x, args.k)
+    faiss_times = [(faiss_wall, faiss_cpu)]
     print(f"  faiss exact            {faiss_wall:7.2f}s wall {faiss_cpu:7.1f}s cpu", flush=True)
-    rows = []
-    for name in args.variants:
-        wall, cpu = time.perf_counter(), time.process_time()
-        graph = fanng.build_fanng(x, num_threads=args.threads, **VARIANTS[name])
-        build_wall, build_cpu = time.perf_counter() - wall, time.process_time() - cpu
-        wall, cpu = time.perf_counter(), time.process_time()
-        idx, _ = fanng.fanng_search(graph, args.k, num_threads=args.threads)
-        search_wall, search_cpu = time.perf_counter() - wall, time.process_time() - cpu
-        rows.append((name, build_wall, search_wall, build_cpu, search_cpu, recall(idx, exact), graph))
-        print(f"  fanng {name:10s} build {build_wall:7.2f}s + search {search_wall:6.2f}s wall "
-              f"({build_cpu:.1f} + {search_cpu:.1f}s cpu), recall@{args.k}={rows[-1][5]:.4f}, "
-              f"{graph.traverse_adds / args.n:.0f}N traverse-adds, batch {graph.batch_size}, "
-              f"{graph.distance_calculations / graph.traverse_adds:.0f} distances each", flush=True)
-        if name == "default":
-            for budget in args.budgets:
-                wall = time.perf_counter()
-                idx, _ = fanng.fanng_search(graph, args.k, budget=budget, num_threads=args.threads)
-                seconds = time.perf_counter() - wall
-                print(f"    budget {budget:5d}: search {seconds:6.2f}s, total {build_wall + seconds:7.2f}s, "
-                      f"recall@{args.k}={recall(idx, exact):.4f}", flush=True)
-    _, faiss_wall2, faiss_cpu2 = faiss_knn(x, args.k)
-    print(f"  faiss exact again      {faiss_wall2:7.2f}s wall {faiss_cpu2:7.1f}s cpu")
-    base = 0.5 * (faiss_wall + faiss_wall2)
-    base_cpu = 0.5 * (faiss_cpu + faiss_cpu2)
-    for name, build_wall, search_wall, build_cpu, search_cpu, rec, _ in rows:
-        print(f"  {name:10s} total / faiss: {(build_wall + search_wall) / base:5.2f}x wall, "
-              f"{(build_cpu + search_cpu) / base_cpu:5.2f}x cpu, recall@{args.k}={rec:.4f}")
+    ratios = {name: [] for name in args.variants}
+    for round_ in range(args.repeats):
+        rows = [run_variant(name, x, exact, args) for name in args.variants]
+        _, faiss_wall, faiss_cpu = faiss_knn(x, args.k)
+        faiss_times.append((faiss_wall, faiss_cpu))
+        print(f"  faiss exact again      {faiss_wall:7.2f}s wall {faiss_cpu:7.1f}s cpu", flush=True)
+        base = 0.5 * (faiss_times[-2][0] + faiss_times[-1][0])  # the faiss runs bracketing this round
+        base_cpu = 0.5 * (faiss_times[-2][1] + faiss_times[-1][1])
+        for name, total_wall, total_cpu, rec in rows:
+            ratios[name].append(total_wall / base)
+            print(f"  {name:10s} total / faiss: {total_wall / base:5.2f}x wall, "
+                  f"{total_cpu / base_cpu:5.2f}x cpu, recall@{args.k}={rec:.4f}", flush=True)
+    if args.repeats > 1:
+        for name, values in ratios.items():
+            print(f"  {name:10s} total / faiss over {args.repeats} rounds: median {np.median(values):.2f}x, "
+                  f"range {min(values):.2f}-{max(values):.2f}x wall")
 
+
+def run_variant(name, x, exact, args):
+    """Build + search one variant; prints its line, returns (name, wall s, CPU s, recall)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    graph = fanng.build_fanng(x, num_threads=args.threads, **VARIANTS[name])
+    build_wall, build_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = time.perf_counter(), time.process_time()
+    idx, _ = fanng.fanng_search(graph, args.k, num_threads=args.threads)
+    search_wall, search_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    rec = recall(idx, exact)
+    print(f"  fanng {name:10s} build {build_wall:7.2f}s + search {search_wall:6.2f}s wall "
+          f"({build_cpu:.1f} + {search_cpu:.1f}s cpu), recall@{args.k}={rec:.4f}, "
+          f"{graph.traverse_adds / args.n:.0f}N traverse-adds, batch {graph.batch_size}, "
+          f"{graph.distance_calculations / graph.traverse_adds:.0f} distances each", flush=True)
+    if name == "default":
+        for budget in args.budgets:
+            wall = time.perf_counter()
+            idx, _ = fanng.fanng_search(graph, args.k, budget=budget, num_threads=args.threads)
+            seconds = time.perf_counter() - wall
+            print(f"    budget {budget:5d}: search {seconds:6.2f}s, total {build_wall + seconds:7.2f}s, "
+                  f"recall@{args.k}={recall(idx, exact):.4f}", flush=True)
+    return name, build_wall + search_wall, build_cpu + search_cpu, rec
 
 if __name__ == "__main__":
     main()

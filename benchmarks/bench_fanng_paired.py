@@ -93,6 +93,10 @@ def main():
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None, help="numba threads (default: all)")
     args = parser.parse_args()
+    if fanng.default_build_batch(args.n) < fanng._MIN_PARALLEL_BATCH:
+        parser.error(f"--n {args.n} gives traverse-add batches of {fanng.default_build_batch(args.n)} pairs, "
+                     f"which the build searches without _search_batch (below {fanng._MIN_PARALLEL_BATCH}); "
+                     f"pairing needs --n >= {16 * fanng._MIN_PARALLEL_BATCH}")
 
     x, _ = clustered_embeddings(args.n, CLASSES.get(args.n, max(2, args.n // 5)), args.dim)
     with tempfile.TemporaryDirectory() as folder:

@@ -15,8 +15,8 @@ reports recall@k of each against ``exact`` and the time of the epoch's triplet
 selection (Algorithm 1, ``epoch_triplets``). Ratios are taken within the run.
 Compiled kernels (numba: exact, fanng, pynndescent) are loaded/compiled on a
 small set before the timings; the exact source's first call in the process is
-printed separately. ``--repeats N`` times exact and faiss N times, interleaved,
-and keeps each one's best (the machines here are shared and noisy).
+printed separately. ``--repeats N`` times every source N times, in interleaved
+rounds, and keeps each one's best (the machines here are shared and noisy).
 
 Embeddings: ``C`` classes with centres drawn in a ``latent_dim``-dimensional
 space (default 16: trained embeddings have a low intrinsic dimension),
@@ -64,6 +64,26 @@ def recall(approx, exact):
     return float(np.sum(hits)) / (k * len(exact))
 
 
+def time_source(x, source, args):
+    """One call of ``neighbour_lists``: returns ((idx, dist), seconds, details printed for FANNG)."""
+    options = {}
+    if source == "fanng":
+        options = {"budget": args.fanng_budget, "return_graph": True}
+    if source in ("exact", "faiss") and args.threads:
+        options = {"num_threads": args.threads}
+    start = time.perf_counter()
+    out = neighbour_lists(x, args.k, source=source, **options)
+    seconds = time.perf_counter() - start
+    if source != "fanng":
+        return out, seconds, ""
+    graph = out[2]
+    extra = (f" build={graph.build_seconds:.1f}s search={seconds - graph.build_seconds:.1f}s "
+             f"traverse_adds={graph.traverse_adds / len(x):.0f}N success={graph.success_rate:.3f} "
+             f"mean_degree={graph.degrees.mean():.1f} batch={graph.batch_size} "
+             f"calcs_per_traverse_add={graph.distance_calculations / graph.traverse_adds:.0f}")
+    return out[:2], seconds, extra
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[5864, 59551])
@@ -74,7 +94,7 @@ def main():
     parser.add_argument("--spread", type=float, default=0.5)
     parser.add_argument("--noise", type=float, default=0.1)
     parser.add_argument("--fanng-budget", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=1, help="best of N for exact and faiss")
+    parser.add_argument("--repeats", type=int, default=1, help="best of N rounds for every source")
     parser.add_argument("--threads", type=int, default=None,
                         help="worker threads of exact and faiss (default: all CPUs)")
     args = parser.parse_args()
@@ -96,32 +116,11 @@ def main():
             x, labels = clustered_embeddings(n, CLASSES.get(n, max(2, n // 5)), dim, args.latent_dim,
                                              args.spread, args.noise)
             results = {}
-            for source in args.sources:
-                options = {}
-                if source == "fanng":
-                    options = {"budget": args.fanng_budget, "return_graph": True}
-                if source in ("exact", "faiss") and args.threads:
-                    options = {"num_threads": args.threads}
-                start = time.perf_counter()
-                out = neighbour_lists(x, args.k, source=source, **options)
-                seconds = time.perf_counter() - start
-                extra = ""
-                if source == "fanng":
-                    graph = out[2]
-                    out = out[:2]
-                    extra = (f" build={graph.build_seconds:.1f}s search={seconds - graph.build_seconds:.1f}s "
-                             f"traverse_adds={graph.traverse_adds / n:.0f}N success={graph.success_rate:.3f} "
-                             f"mean_degree={graph.degrees.mean():.1f} batch={graph.batch_size} "
-                             f"calcs_per_traverse_add={graph.distance_calculations / graph.traverse_adds:.0f}")
-                results[source] = (out, seconds, extra)
-            for _ in range(1, args.repeats):  # best of N for exact and faiss, interleaved
-                for source in ("exact", "faiss"):
-                    if source in results:
-                        threads = {"num_threads": args.threads} if args.threads else {}
-                        start = time.perf_counter()
-                        neighbour_lists(x, args.k, source=source, **threads)
-                        out, seconds, extra = results[source]
-                        results[source] = (out, min(seconds, time.perf_counter() - start), extra)
+            for _ in range(args.repeats):  # rounds interleave the sources; each keeps its best
+                for source in args.sources:
+                    out, seconds, extra = time_source(x, source, args)
+                    if source not in results or seconds < results[source][1]:
+                        results[source] = (out, seconds, extra)
             exact = results["exact"][0][0] if "exact" in results else None
             same = (labels[exact[:, 0]] == labels).mean() if exact is not None else float("nan")
             print(f"\nN={n} dim={dim} classes={CLASSES.get(n)} (exact 1-NN same class: {same:.3f})")

@@ -1,0 +1,129 @@
+"""The benchmark scripts run end to end on tiny inputs and print what their docs quote.
+
+The figures in README/docs come from these scripts, so a script that no longer
+runs (a renamed argument, a moved function) would leave those figures with no
+command to repeat them. Each script runs in a subprocess with its own
+arguments shrunk to seconds of work; the checks are on the lines it prints.
+The scripts that take a minute even when shrunk (a GoogLeNet step, JPEG
+decoding, two FANNG builds) run under ``-m slow``; their GPU-only options
+(``--torch``, ``torch_topk``) are not run here.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RATIO = r"\d+\.\d+x"
+
+
+def run_script(name, *args, timeout=600):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-u", os.path.join(REPO, "benchmarks", name), *args], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{name} {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def test_bench_mining_prints_every_source_against_faiss_with_recall():
+    pytest.importorskip("faiss")
+    out = run_script("bench_mining.py", "--sizes", "1200", "--dims", "16", "--sources", "exact", "faiss",
+                     "fanng", "--repeats", "2")
+    for source in ("exact", "faiss", "fanng"):
+        line = re.search(rf"^\s+{source}\s+(\d+\.\d+)s\s+({RATIO}) faiss\s+recall@30=(\d\.\d+)", out, re.M)
+        assert line, f"no timing line for {source}:\n{out}"
+        assert 0.5 < float(line.group(3)) <= 1.0
+    assert re.search(r"^\s+exact .* recall@30=1\.0000", out, re.M)  # exact is the recall reference
+    assert re.search(r"build=\d+\.\ds search=\d+\.\ds traverse_adds=\d+N success=0\.98", out)
+    assert re.search(r"triplet selection \(Alg\. 1, \d+ triplets, kappa=1\): \d+\.\d+s", out)
+
+
+def test_bench_fanng_build_prints_each_round_and_the_median_ratio():
+    pytest.importorskip("faiss")
+    out = run_script("bench_fanng_build.py", "--n", "1500", "--dim", "16", "--variants", "default",
+                     "sequential", "--repeats", "2", "--budgets", "100")
+    assert len(re.findall(r"faiss exact( again)?\s+\d+\.\d+s wall", out)) == 3  # one before, one per round
+    assert len(re.findall(rf"default    total / faiss:\s+{RATIO} wall", out)) == 2
+    assert len(re.findall(rf"sequential total / faiss:\s+{RATIO} wall", out)) == 2
+    assert re.search(rf"default    total / faiss over 2 rounds: median {RATIO}, range {RATIO[:-1]}-{RATIO}", out)
+    assert re.search(r"budget\s+100: search .* recall@30=0\.\d+", out)
+
+
+def test_bench_evaluation_times_retrieval_and_clustering_against_faiss():
+    pytest.importorskip("faiss")
+    out = run_script("bench_evaluation.py", "--num_items", "600", "--dim", "16", "--recall_ks", "1,10",
+                     "--methods", "numpy,faiss_ip,keras", "--kmeans", "sklearn")
+    for method in ("numpy", "keras"):  # the library's retrieval metrics, with their values
+        assert re.search(rf"^retrieval/{method}\s+\d+\.\d+ s  peak extra\s+\d+\.\d+ GiB  .*recall@1 0\.\d{{4}}",
+                         out, re.M), out
+    assert re.search(r"^nmi_f1/sklearn\s+\d+\.\d+ s .* nmi 0\.\d{4} f1 0\.\d{4}", out, re.M), out
+    ratios = re.findall(r"^  (\S+)\s+(\d+\.\d+)×$", out, re.M)
+    assert {name for name, _ in ratios} == {"retrieval/numpy", "retrieval/faiss_ip", "retrieval/keras", "nmi_f1/sklearn"}
+    assert dict(ratios)["retrieval/faiss_ip"] == "1.00"
+
+
+def test_bench_losses_prints_loss_and_step_ratios():
+    out = run_script("bench_losses.py", "--families", "npair,triplet", "--classes", "4", "--dim", "8",
+                     "--rounds", "2", "--inner", "1", "--step_inner", "1", "--input_dim", "16",
+                     "--extractor_width", "16", "--extractor_layers", "1")
+    for family in ("npair", "triplet"):
+        assert re.search(rf"^{family}\s+(\d+\.\d+\s+){{5}}\d+\.\d+$", out, re.M), out
+
+
+def test_bench_damlrrm_prints_each_round_and_the_median_ratio():
+    out = run_script("bench_damlrrm.py", "--stream_size", "8", "--images_per_class", "2", "--embedding_dim", "8",
+                     "--feature_dim", "16", "--steps", "2", "--rounds", "2", "--warmup", "1")
+    assert len(re.findall(r"^\s+[01](\s+\d+\.\d+){6}$", out, re.M)) == 2, out
+    assert re.search(r"^median(\s+\d+\.\d+){6}   damlrrm/npair", out, re.M), out
+
+
+def test_bench_loss_parts_prints_each_loss_with_its_logged_parts():
+    out = run_script("bench_loss_parts.py", "--batch", "8", "--features", "16", "--dim", "8", "--steps", "2",
+                     "--epochs", "2", "--losses", "npair,symm_triplet")
+    assert re.search(r"^npair\s+npair_softmax,npair_l2\s+\d+\.\d+\s+\d+\.\d+\s+\d+\.\d+$", out, re.M), out
+    assert re.search(r"^symm_triplet\s+symm_triplet_active_share\s+(\d+\.\d+\s+){2}\d+\.\d+$", out, re.M), out
+
+
+@pytest.mark.slow
+def test_bench_pipeline_reports_images_per_cpu_second_against_the_goal():
+    out = run_script("bench_pipeline.py", "--images", "200", "--batches", "2")
+    assert re.search(r"^pre256\s+2(\s+\d+\.\d+)+", out, re.M), out
+    assert re.search(r"goal: >= 150 img per CPU-second \(files, 1 core\): (met|not met) \(\d+\.\d\)", out), out
+
+
+@pytest.mark.slow
+def test_bench_train_step_prints_rounds_and_the_median_full_to_backbone_ratio():
+    out = run_script("bench_train_step.py", "--batch_size", "4", "--input_size", "96", "--embedding_dim", "8",
+                     "--steps", "1", "--rounds", "2", "--warmup", "1", "--jit_compile", "false")
+    assert len(re.findall(r"^\s+[01](\s+\d+\.\d+){3}$", out, re.M)) == 2, out
+    assert re.search(r"^median(\s+\d+\.\d+){3}\s+\(goal >= 0\.97\)", out, re.M), out
+
+
+@pytest.mark.slow
+def test_bench_mining_share_prints_each_part_and_the_shares():
+    out = run_script("bench_mining_share.py", "--sizes", "120", "--input_size", "96", "--embed_batch_size", "32",
+                     "--triplets_per_batch", "4")
+    assert re.search(r"train\s+\d+\.\d+s .* embed\s+\d+\.\d+s .* neighbours\s+\d+\.\d+s .* selection\s+\d+\.\d+s",
+                     out), out
+    assert re.search(r"\(neighbours \+ selection\) / epoch = \d+\.\d+ %", out), out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("git") is None or not os.path.isdir(os.path.join(REPO, ".git")),
+                    reason="bench_fanng_paired.py reads its baseline from the git history")
+def test_bench_fanng_paired_against_the_checked_out_revision():
+    out = run_script("bench_fanng_paired.py", "--baseline", "HEAD", "--n", "16384", "--dim", "16")
+    assert re.search(r"greedy searches: current \d+\.\d+ s, baseline \(HEAD\) \d+\.\d+ s", out), out
+    assert re.search(r"current / baseline: \d\.\d{3} of the totals; per batch median \d\.\d{3}", out), out
+
+
+def test_bench_fanng_paired_refuses_sizes_it_cannot_pair():
+    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "bench_fanng_paired.py"),
+                           "--baseline", "HEAD", "--n", "3000"], cwd=REPO, capture_output=True, text=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=300)
+    assert done.returncode == 2
+    assert "pairing needs --n >= 16384" in done.stderr
