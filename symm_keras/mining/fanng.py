@@ -195,6 +195,12 @@ if numba is not None:
         _prefetch(adj, v, 0)
 
     @_inline_jit
+    def _prefetch_row(x, r):
+        """Start loading row ``r`` of ``x``."""
+        for col in range(0, x.shape[1], 16):  # 16 float32 = one 64-byte cache line
+            _prefetch(x, r, col)
+
+    @_inline_jit
     def _prefetch_rows(x, adj, deg, v):
         """Start loading the rows of ``x`` of every neighbour of ``v``.
 
@@ -202,9 +208,7 @@ if numba is not None:
         flight their memory latencies overlap instead of adding up.
         """
         for e in range(deg[v]):
-            b = adj[v, e]
-            for col in range(0, x.shape[1], 16):  # 16 float32 = one 64-byte cache line
-                _prefetch(x, b, col)
+            _prefetch_row(x, adj[v, e])
 
     @_jit
     def _sqdist(x, a, b):
@@ -333,6 +337,15 @@ if numba is not None:
         hop_complete = np.empty(adj.shape[1], np.bool_)
         for j in range(first, last):
             i = lo + j
+            # The first step of a search is all cache misses; load it ahead: two
+            # searches ahead the target and start rows with the start's edge list,
+            # one search ahead (that edge list now cached) its neighbours' rows.
+            if j + 2 < last:
+                _prefetch_row(head, pairs[i + 2, 0])
+                _prefetch_row(head, pairs[i + 2, 1])
+                _prefetch_vertex(adj, deg, pairs[i + 2, 1])
+            if j + 1 < last:
+                _prefetch_rows(head, adj, deg, pairs[i + 1, 1])
             q = pairs[i, 0]
             u, du, ok, calcs = _greedy(head, tail, adj, deg, q, pairs[i, 1], span, hop_d, hop_complete)
             if not ok:
