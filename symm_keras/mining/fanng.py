@@ -100,8 +100,10 @@ Where each detail comes from. [SM] = the Smart Mining paper (Sec. 3.2.1),
   reads its neighbours' rows it prefetches them (LLVM ``prefetch``), so their
   memory latencies overlap; each time a neighbour becomes the step's best so
   far, the degree and edge list of that neighbour (what the next step reads
-  first) are prefetched too. Tested against the literal loop with a head of
-  one coordinate and spans of one.
+  first) are prefetched too. A thread also loads its next searches' first
+  step ahead: two searches ahead the target and start rows and the start's
+  edge list, one search ahead the start's neighbours' rows. Tested against
+  the literal loop with a head of one coordinate and spans of one.
 * [ours] *Speed only, results unchanged*: the rows the build and the search
   read are copied to start on a 64-byte cache line (numpy guarantees 16
   bytes), so a row of 64 float32 spans four cache lines, not five.
