@@ -81,7 +81,7 @@ def main():
     faiss_times = [(faiss_wall, faiss_cpu)]
     print(f"  faiss exact            {faiss_wall:7.2f}s wall {faiss_cpu:7.1f}s cpu", flush=True)
     ratios = {name: [] for name in args.variants}
-    for round_ in range(args.repeats):
+    for _ in range(args.repeats):
         rows = [run_variant(name, x, exact, args) for name in args.variants]
         _, faiss_wall, faiss_cpu = faiss_knn(x, args.k)
         faiss_times.append((faiss_wall, faiss_cpu))
@@ -119,6 +119,7 @@ def run_variant(name, x, exact, args):
             print(f"    budget {budget:5d}: search {seconds:6.2f}s, total {build_wall + seconds:7.2f}s, "
                   f"recall@{args.k}={recall(idx, exact):.4f}", flush=True)
     return name, build_wall + search_wall, build_cpu + search_cpu, rec
+
 
 if __name__ == "__main__":
     main()

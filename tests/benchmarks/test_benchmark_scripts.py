@@ -21,10 +21,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RATIO = r"\d+\.\d+x"
 
 
-def run_script(name, *args, timeout=600):
+def launch(name, *args, timeout=600):
+    """Run ``benchmarks/<name>`` with ``args`` in a subprocess; returns the finished process."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-u", os.path.join(REPO, "benchmarks", name), *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-u", os.path.join(REPO, "benchmarks", name), *args], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_script(name, *args):
+    """Run a script that must succeed; returns its standard output."""
+    done = launch(name, *args)
     assert done.returncode == 0, f"{name} {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
 
@@ -122,8 +128,6 @@ def test_bench_fanng_paired_against_the_checked_out_revision():
 
 
 def test_bench_fanng_paired_refuses_sizes_it_cannot_pair():
-    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "bench_fanng_paired.py"),
-                           "--baseline", "HEAD", "--n", "3000"], cwd=REPO, capture_output=True, text=True,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=300)
+    done = launch("bench_fanng_paired.py", "--baseline", "HEAD", "--n", "3000")
     assert done.returncode == 2
     assert "pairing needs --n >= 16384" in done.stderr
