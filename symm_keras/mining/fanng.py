@@ -94,9 +94,18 @@ Where each detail comes from. [SM] = the Smart Mining paper (Sec. 3.2.1),
   bound first, each sum stopping once it cannot win (ties go to the earlier
   edge): the path is the one full distances give. A failed search completes a
   stopped sum only where the occlusion test needs it. Every distance of a
-  build is summed in the same order (head, then 64-coordinate spans of the
-  tail), so a pair always gets the same value there; the backtrack search
-  sums in one pass (it needs every distance in full). Before a greedy step
+  build is summed head first, then 64-coordinate spans of the tail, and a sum
+  that stops early is a prefix of the full sum, hence a lower bound of it
+  (float addition of non-negative terms is monotone). The loops are compiled
+  with ``fastmath``, so the compiler may reorder the additions *inside* a
+  span differently at different call sites and on different CPUs: two
+  computations of one pair may differ in the last bit. No decision of the
+  build compares two computations of the same pair (the greedy step, the
+  occlusion test and the merge's re-check all compare the distances of two
+  different pairs), so this changes only how near-ties resolve, as any
+  rounding does; ``"no bound"`` is the largest float32, never ``inf``, which
+  ``fastmath`` lets the compiler assume away. The backtrack search sums in
+  one pass (it needs every distance in full). Before a greedy step
   reads its neighbours' rows it prefetches them (LLVM ``prefetch``), so their
   memory latencies overlap; each time a neighbour becomes the step's best so
   far, the degree and edge list of that neighbour (what the next step reads
@@ -143,6 +152,7 @@ _MIN_PARALLEL_BATCH = 1024  # smaller batches run their searches in one thread
 _WIDE_DIM = 128  # from this width: principal axes, and distance sums that may stop early
 _DISTANCE_SPAN = 64  # coordinates per partial sum (four cache lines of float32)
 _CACHE_LINE = 64  # bytes
+_NO_BOUND = np.float32(np.finfo(np.float32).max)  # "never stop" for _finish_below: fastmath assumes no inf
 
 
 def _require_numba():
@@ -232,10 +242,9 @@ if numba is not None:
     def _finish_below(s, tail, a, b, bound, span):
         """Add the ``tail`` coordinates of rows ``a, b`` to the head's sum ``s``, ``span`` at a time.
 
-        Stops once the sum reaches ``bound``. Returns ``(sum, complete)``: when
-        ``complete`` is false the sum is a lower bound ``≥ bound`` of the distance.
-        A complete sum does not depend on ``bound``: every caller sees the same
-        value for the same pair.
+        Stops once the sum reaches ``bound`` (finite: ``fastmath`` assumes no
+        ``inf``). Returns ``(sum, complete)``: when ``complete`` is false the sum
+        is a prefix of the full sum, so a lower bound ``≥ bound`` of it.
         """
         rest = tail.shape[1]
         if s >= bound:
@@ -249,7 +258,7 @@ if numba is not None:
     @_jit
     def _distance(head, tail, a, b, span):
         """The squared distance every step of a build uses: head coordinates, then the tail's spans."""
-        return _finish_below(_sqdist(head, a, b), tail, a, b, np.float32(np.inf), span)[0]
+        return _finish_below(_sqdist(head, a, b), tail, a, b, _NO_BOUND, span)[0]
 
     @_jit
     def _closest_neighbour(head, tail, adj, deg, cur, q, dcur, span, hop_d, hop_complete):
@@ -279,7 +288,7 @@ if numba is not None:
             if pick < 0:
                 return best
             # An earlier edge also wins a tie, so its sum may go up to best_d itself.
-            bound = np.nextafter(best_d, np.float32(np.inf)) if pick < best else best_d
+            bound = np.nextafter(best_d, _NO_BOUND) if pick < best else best_d
             hop_d[pick], hop_complete[pick] = _finish_below(hop_d[pick], tail, adj[cur, pick], q, bound,
                                                             span)
             if hop_complete[pick] and hop_d[pick] < bound:
