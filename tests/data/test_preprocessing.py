@@ -127,3 +127,99 @@ def test_test_transform_matches_a_float64_oracle_with_caffe_normalisation(shape)
 
 
 CAFFE_MEAN = (103.939, 116.779, 123.68)
+
+
+# --------------------------------------------------------------------------- the two Symm recipes' pipelines
+from symm_keras.data.preprocessing import SYMM_RGB_MEAN, SymmOfficialPreprocessing, make_preprocessing  # noqa: E402
+
+
+def _area_oracle(image, out_h, out_w):
+    """Exact pixel-area averaging (OpenCV ``INTER_AREA`` when shrinking) in float64."""
+    image = image.astype(np.float64)
+    in_h, in_w = image.shape[:2]
+
+    def weights(n_in, n_out):
+        scale = n_in / n_out
+        w = np.zeros((n_out, n_in))
+        for i in range(n_out):
+            lo, hi = i * scale, (i + 1) * scale
+            for j in range(int(np.floor(lo)), min(int(np.ceil(hi)), n_in)):
+                w[i, j] = max(0.0, min(hi, j + 1) - max(lo, j))
+        return w / scale
+
+    wy, wx = weights(in_h, out_h), weights(in_w, out_w)
+    return np.stack([wy @ image[..., c] @ wx.T for c in range(image.shape[2])], axis=-1)
+
+
+def _real_image(cub_sample_dir):
+    path = sorted((cub_sample_dir / "images").glob("*/*.jpg"))[0]
+    encoded = path.read_bytes()
+    return encoded, tf.io.decode_jpeg(encoded, channels=3).numpy()
+
+
+def test_official_test_transform_of_a_real_image_matches_numpy(cub_sample_dir):
+    """test.py: the whole image area-resized to the crop size, then RGB mean subtraction."""
+    encoded, pixels = _real_image(cub_sample_dir)
+    prep = SymmOfficialPreprocessing(crop_size=96)
+    out = prep.test_image(encoded).numpy()
+    expected = _area_oracle(pixels, 96, 96) - np.array(SYMM_RGB_MEAN)
+    assert out.shape == (96, 96, 3)
+    np.testing.assert_allclose(out, expected, atol=2e-3)
+
+
+def test_official_train_transform_of_a_real_image_matches_numpy(cub_sample_dir):
+    """data_load.py load_image: border m ∈ [1, ⌊0.05·min side⌋), area resize, crop offset ∈ [0, R − c), flip."""
+    encoded, pixels = _real_image(cub_sample_dir)
+    crop, resize = 96, int(96 * 1.125)
+    prep = SymmOfficialPreprocessing(crop_size=crop)
+    assert prep.resize == resize == 108
+    h, w = pixels.shape[:2]
+    high = int(min(h, w) * 0.05)
+    candidates = {m: _area_oracle(pixels[m : h - m, m : w - m], resize, resize) - np.array(SYMM_RGB_MEAN)
+                  for m in range(1, high)}  # fmt: skip
+    seen = {"margin": set(), "offset": set(), "flip": set()}
+    for element in range(12):
+        out = prep.train_image(encoded, tf.constant([3, element], tf.int64)).numpy()
+        found = [
+            (m, flip, y, x)
+            for m, resized in candidates.items()
+            for flip in (False, True)
+            for y in range(resize - crop)
+            for x in range(resize - crop)
+            if abs(out[0, 0, 0] - (resized[y, x + crop - 1, 0] if flip else resized[y, x, 0])) < 5e-3
+            and np.allclose((resized[y : y + crop, x : x + crop][:, ::-1] if flip else
+                             resized[y : y + crop, x : x + crop]), out, atol=2e-3)  # fmt: skip
+        ]
+        assert found, f"element {element}: not a border-cropped, area-resized window of the image"
+        m, flip, y, x = found[0]
+        seen["margin"].add(m), seen["flip"].add(flip), seen["offset"].update((y, x))
+    assert seen["flip"] == {False, True} and len(seen["margin"]) > 1
+    assert max(seen["offset"]) < resize - crop  # numpy randint(0, R − c): offset R − c is never drawn
+
+
+def test_paper_pipeline_of_a_real_image_matches_numpy(cub_sample_dir):
+    """Paper: 256 × 256 bilinear resize, centre 227 crop at test (Caffe BGR mean)."""
+    encoded, pixels = _real_image(cub_sample_dir)
+    prep = make_preprocessing("paper", crop_size=227, resize=256, mode="caffe")
+    out = prep.test_image(encoded).numpy()
+    expected = _bilinear_oracle(pixels, 256, 256)[14:241, 14:241][..., ::-1] - np.array(CAFFE_MEAN)
+    np.testing.assert_allclose(out, expected, atol=2e-3)
+
+
+def test_official_box_crop_is_cooking_cars():
+    """cooking_CARS.py: img[y1:y2, x1:x2] with MATLAB corners; stored box (x1−1, y1−1, x2−x1+1, y2−y1+1)."""
+    pixels = np.zeros((40, 60, 3), np.uint8)
+    x1, y1, x2, y2 = 11, 6, 30, 25  # MATLAB, 1-based inclusive
+    pixels[y1:y2, x1:x2] = 200  # the cooked crop, exactly
+    stored = tf.constant([x1 - 1.0, y1 - 1.0, x2 - x1 + 1.0, y2 - y1 + 1.0])
+    cropped = SymmOfficialPreprocessing.crop_to_box(tf.constant(pixels), stored).numpy()
+    np.testing.assert_array_equal(cropped, pixels[y1:y2, x1:x2])
+
+
+def test_make_preprocessing_names_the_pipelines():
+    assert type(make_preprocessing("symm_official")) is SymmOfficialPreprocessing
+    assert make_preprocessing("symm_official").get_config()["resize"] == 255
+    with pytest.raises(ValueError, match="pipeline must be one of"):
+        make_preprocessing("imagenet")
+    with pytest.raises(ValueError, match="resize must be > crop_size"):
+        SymmOfficialPreprocessing(crop_size=32, resize=32)
