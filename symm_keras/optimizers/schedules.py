@@ -92,3 +92,35 @@ def every_epochs(initial_learning_rate, epochs, steps_per_epoch, decay_rate=0.5)
         raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}")
     return StaircaseDecay(initial_learning_rate, int(epochs) * int(steps_per_epoch), decay_rate,
                           name=f"every_{epochs}_epochs")  # fmt: skip
+
+
+class KappaSchedule:
+    """A hand schedule of Smart Mining's κ (Eq. 6): start larger, relax gradually.
+
+    Harwood et al. 2017, Sec. 3: "the best results are achieved by beginning
+    training with a larger value for κ and then gradually relaxing this
+    constraint"; the paper gives no rule. This one (our choice) holds
+    ``initial`` for ``every_epochs`` epochs from ``start_epoch`` (the first mined
+    epoch), then multiplies by ``rate`` every ``every_epochs`` epochs, never
+    below ``minimum``::
+
+        κ(e) = max(minimum, initial · rate^⌊max(0, e − start_epoch) / every_epochs⌋)
+
+    It has the ``kappa_for_epoch`` of ``symm_keras.callbacks.AdaptiveKappa``, so
+    ``SmartMining(kappa=KappaSchedule(...))`` uses it.
+    """
+
+    def __init__(self, initial, every_epochs=3, rate=0.5, minimum=1.0, start_epoch=2):
+        if not (initial > 0 and 0 < rate <= 1 and 0 < minimum and every_epochs >= 1 and start_epoch >= 0):
+            raise ValueError(f"KappaSchedule needs initial > 0, 0 < rate <= 1, minimum > 0, every_epochs >= 1, "
+                             f"start_epoch >= 0; got {initial}, {rate}, {minimum}, {every_epochs}, {start_epoch}")
+        self.initial, self.every_epochs, self.rate = float(initial), int(every_epochs), float(rate)
+        self.minimum, self.start_epoch = float(minimum), int(start_epoch)
+
+    def kappa_for_epoch(self, epoch):
+        steps = max(0, int(epoch) - self.start_epoch) // self.every_epochs
+        return max(self.minimum, self.initial * self.rate**steps)
+
+    def get_config(self):
+        return {"initial": self.initial, "every_epochs": self.every_epochs, "rate": self.rate,
+                "minimum": self.minimum, "start_epoch": self.start_epoch}  # fmt: skip

@@ -78,3 +78,14 @@ def test_optimizer_resumed_across_a_boundary_continues_the_schedule(tmp_path):
     assert isinstance(restored.optimizer._learning_rate, StaircaseDecay)
     lr_now = restored.optimizer._learning_rate(restored.optimizer.iterations)
     np.testing.assert_allclose(float(ops.convert_to_numpy(lr_now)), 5e-5, rtol=1e-6)
+
+
+def test_kappa_hand_schedule_starts_larger_and_relaxes():
+    from symm_keras.optimizers import KappaSchedule
+
+    schedule = KappaSchedule(16.0)  # start at the first mined epoch (2), halve every 3 epochs, floor 1
+    assert [schedule.kappa_for_epoch(e) for e in range(0, 20, 3)] == [16.0, 16.0, 8.0, 4.0, 2.0, 1.0, 1.0]
+    assert [KappaSchedule(1.0).kappa_for_epoch(e) for e in (0, 10, 19)] == [1.0, 1.0, 1.0]
+    assert KappaSchedule(**schedule.get_config()).get_config() == schedule.get_config()
+    with pytest.raises(ValueError, match="KappaSchedule needs"):
+        KappaSchedule(4.0, rate=2.0)
