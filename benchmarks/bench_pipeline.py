@@ -30,7 +30,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-TARGET_IMAGES_PER_SECOND = 4000  # an H100 GoogLeNet train step (design.md)
+TARGET_IMAGES_PER_SECOND = 4000  # an H100 GoogLeNet train step (docs/architecture.md, Performance conventions)
 
 
 def _photo_like(rng, height=375, width=500):
