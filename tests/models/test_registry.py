@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from symm_keras.data import preprocessing
 from symm_keras.models import registry
 from symm_keras.models.registry import (
     available_backbones,
@@ -27,7 +28,6 @@ def test_names_and_preprocessing():
 
 
 def test_preprocessing_modes_are_known_to_the_data_pipeline():
-    preprocessing = pytest.importorskip("symm_keras.data.preprocessing")
     for name in available_backbones():
         assert backbone_preprocessing(name) in preprocessing.MODES, name
 
