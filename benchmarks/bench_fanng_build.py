@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 from bench_mining import CLASSES, clustered_embeddings  # noqa: E402
-from symm_keras.mining import fanng  # noqa: E402
+from symm_keras.neighbors import fanng  # noqa: E402
 
 VARIANTS = {
     "default": {},

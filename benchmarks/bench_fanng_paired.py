@@ -34,15 +34,28 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 from bench_mining import CLASSES, clustered_embeddings  # noqa: E402
-from symm_keras.mining import fanng  # noqa: E402
+from symm_keras.neighbors import fanng  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
 def load_revision(revision, folder):
-    """``symm_keras/mining/fanng.py`` as it was at ``revision``, imported as its own module."""
-    source = subprocess.run(["git", "-C", ROOT, "show", f"{revision}:symm_keras/mining/fanng.py"],
-                            check=True, capture_output=True, text=True).stdout
+    """FANNG's module as it was at ``revision``, imported as its own module.
+
+    ``symm_keras/neighbors/fanng.py``, or before the neighbour-search package
+    ``symm_keras/mining/fanng.py`` (its ``locality_order`` import then points
+    at the function's current home).
+    """
+    source = None
+    for path in ("symm_keras/neighbors/fanng.py", "symm_keras/mining/fanng.py"):
+        shown = subprocess.run(["git", "-C", ROOT, "show", f"{revision}:{path}"], capture_output=True, text=True)
+        if shown.returncode == 0:
+            source = shown.stdout
+            break
+    if source is None:
+        raise SystemExit(f"no FANNG module at revision {revision}")
+    source = source.replace("from symm_keras.evaluation.knn import locality_order",
+                            "from symm_keras.neighbors.tiled import locality_order")
     path = os.path.join(folder, "fanng_baseline.py")
     with open(path, "w") as handle:
         handle.write(source)

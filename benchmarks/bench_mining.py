@@ -9,7 +9,8 @@ For SOP-size (59,551) and CUB-size (5,864) clustered, unit-norm embeddings at
 * ``faiss``  — faiss ``IndexFlatL2`` exact search,
 * ``pynndescent`` — NN-descent graph,
 * ``fanng``  — FANNG traverse-add build (to the 98 % success target) + backtrack
-  search from every vertex,
+  search from every vertex (``--fanng-budget``, or ``--fanng-target-recall``:
+  the budget calibrated on sampled queries, included in the time),
 
 reports recall@k of each against ``exact`` and the time of the epoch's triplet
 selection (Algorithm 1, ``epoch_triplets``). Ratios are taken within the run.
@@ -38,7 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from symm_keras.mining.neighbours import neighbour_lists  # noqa: E402
+from symm_keras.neighbors import neighbour_lists  # noqa: E402
 from symm_keras.mining.triplet_selection import epoch_triplets  # noqa: E402
 
 CLASSES = {59551: 11318, 5864: 100}  # SOP and CUB training splits
@@ -68,7 +69,7 @@ def time_source(x, source, args):
     """One call of ``neighbour_lists``: returns ((idx, dist), seconds, details printed for FANNG)."""
     options = {}
     if source == "fanng":
-        options = {"budget": args.fanng_budget, "return_graph": True}
+        options = {"budget": args.fanng_budget, "target_recall": args.fanng_target_recall, "return_graph": True}
     if source in ("exact", "faiss") and args.threads:
         options = {"num_threads": args.threads}
     start = time.perf_counter()
@@ -81,6 +82,10 @@ def time_source(x, source, args):
              f"traverse_adds={graph.traverse_adds / len(x):.0f}N success={graph.success_rate:.3f} "
              f"mean_degree={graph.degrees.mean():.1f} batch={graph.batch_size} "
              f"calcs_per_traverse_add={graph.distance_calculations / graph.traverse_adds:.0f}")
+    if graph.search_calibration is not None:  # budget chosen for --fanng-target-recall
+        calibration = graph.search_calibration
+        extra += (f" budget={calibration.budget} (for recall@{args.k} >= {calibration.target_recall}: "
+                  f"{calibration.recall:.4f} on {calibration.queries} sampled queries)")
     return out[:2], seconds, extra
 
 
@@ -94,6 +99,8 @@ def main():
     parser.add_argument("--spread", type=float, default=0.5)
     parser.add_argument("--noise", type=float, default=0.1)
     parser.add_argument("--fanng-budget", type=int, default=None)
+    parser.add_argument("--fanng-target-recall", type=float, default=None,
+                        help="calibrate FANNG's search budget for this recall@k instead of --fanng-budget")
     parser.add_argument("--repeats", type=int, default=1, help="best of N rounds for every source")
     parser.add_argument("--threads", type=int, default=None,
                         help="worker threads of exact and faiss (default: all CPUs)")

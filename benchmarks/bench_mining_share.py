@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 
 from bench_mining import CLASSES, clustered_embeddings  # noqa: E402
 from symm_keras.losses import SmartMiningLoss  # noqa: E402
-from symm_keras.mining.neighbours import neighbour_lists  # noqa: E402
+from symm_keras.neighbors import neighbour_lists  # noqa: E402
 from symm_keras.mining.triplet_selection import epoch_triplets  # noqa: E402
 from symm_keras.models import build_embedding_model, head_lr_multipliers, with_lr_multipliers  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 At the start of every epoch: embed the whole training set (batched, with the
 model being trained, on the accelerator when there is one), build each
-sample's neighbour list (:func:`symm_keras.mining.neighbours.neighbour_lists`,
+sample's neighbour list (:func:`symm_keras.neighbors.neighbour_lists`,
 ``exact`` by default or ``fanng`` as in the paper), select the epoch's
 triplets with Algorithm 1 at the current κ and the mined share, and hand them
 to the data feed (any object with ``set_triplets(triplets, epoch)``, e.g.
@@ -32,7 +32,7 @@ import time
 import keras
 import numpy as np
 
-from symm_keras.mining.neighbours import neighbour_lists
+from symm_keras.neighbors import neighbour_lists
 from symm_keras.mining.triplet_selection import EpochTriplets, epoch_triplets, random_triplets
 
 

@@ -16,7 +16,7 @@ from symm_keras.evaluation.clustering import normalized_mutual_info, pair_counti
 from symm_keras.evaluation.inputs import check_embeddings, check_metric, check_recall_ks, encode_labels
 from symm_keras.evaluation.kmeans import KMEANS_IMPLEMENTATIONS, faiss_available
 from symm_keras.evaluation.kmeans import kmeans as run_kmeans
-from symm_keras.evaluation.knn import resolve_backend
+from symm_keras.neighbors.exact import resolve_backend
 from symm_keras.evaluation.retrieval import retrieval_metrics
 
 #: Recall@K cut-offs reported by the DML papers for each benchmark.

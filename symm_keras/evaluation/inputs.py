@@ -6,38 +6,15 @@ fails with a message naming the argument instead of deep inside a library.
 
 import numpy as np
 
+from symm_keras.neighbors.exact import check_embeddings  # noqa: F401 - part of this module's checks
+from symm_keras.neighbors.exact import check_metric as _check_metric
+
 METRICS = ("cosine", "euclidean")
 
 
 def check_metric(metric):
     """Return ``metric`` lower-cased after checking it is ``"cosine"`` or ``"euclidean"``."""
-    if not isinstance(metric, str) or metric.lower() not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
-    return metric.lower()
-
-
-def check_embeddings(embeddings, name="embeddings"):
-    """Return ``embeddings`` as a finite float32/float64 ``(n, d)`` numpy array.
-
-    Raises:
-        ValueError: not 2-D, empty, not numeric, or holding NaN/inf (the row
-            indices of the first offending rows are named).
-    """
-    array = np.asarray(embeddings)
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (num_items, embedding_dim) array, got shape {array.shape}.")
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {array.shape}).")
-    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-        raise ValueError(f"{name} must be numeric, got dtype {array.dtype}.")
-    if array.dtype != np.float64:
-        array = array.astype(np.float32, copy=False)
-    finite = np.isfinite(array).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        shown = ", ".join(str(i) for i in bad[:8]) + (" ..." if bad.size > 8 else "")
-        raise ValueError(f"{name} holds NaN or inf in {bad.size} row(s): {shown}.")
-    return array
+    return _check_metric(metric, METRICS)
 
 
 def encode_labels(labels, num_items, name="labels"):

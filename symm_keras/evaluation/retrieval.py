@@ -30,7 +30,7 @@ import numpy as np
 from keras import ops
 
 from symm_keras.evaluation.inputs import check_embeddings, check_recall_ks, encode_labels
-from symm_keras.evaluation.knn import resolve_backend, score_blocks, top_k
+from symm_keras.neighbors.exact import resolve_backend, score_blocks, top_k
 
 
 @dataclasses.dataclass

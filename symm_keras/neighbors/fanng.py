@@ -59,7 +59,21 @@ Where each detail comes from. [SM] = the Smart Mining paper (Sec. 3.2.1),
 * [ours] *Search budget*: counts distance calculations; the query's distance
   to itself (0) is free. Default ``max(40·k, 2·k + 200)`` (1,200 for k = 30:
   recall@30 ≈ 0.99 on the benchmark's clustered SOP-size sets, 64-d and 512-d;
-  32·k gave 0.978 there).
+  32·k gave 0.978 there). A fixed budget gives a recall that depends on the
+  data (recall@16 0.928 on 1,200 classes × 5 points, 64-d, noise 0.6), so
+  :func:`fanng_neighbours` also takes a ``target_recall`` instead.
+* [ours] *Target recall*: :func:`calibrate_search_budget` measures
+  recall@k (the share of each query's exact ``k`` nearest other samples that
+  the search returns; ties at the k-th distance may count as misses) on
+  ``calibration_queries`` samples drawn with the seed (default 1,000), against
+  :func:`symm_keras.neighbors.exact.exact_knn`, and picks the smallest budget
+  that reaches the target: the default budget, doubled until it reaches it
+  (at most ``N − 1``, every other vertex), then bisected. The search is
+  deterministic and a larger budget only explores further, so the recall of
+  a query never drops as the budget grows and the bisection is exact for the
+  sample. The chosen budget and the recall reached are returned as a
+  :class:`BudgetCalibration`, logged, and a warning is issued when even
+  ``N − 1`` falls short.
 * [ours] *Neighbour lists* exclude the query vertex itself. If the budget or a
   disconnected graph yields fewer than ``k`` vertices, the rest of the row is
   ``-1`` with distance ``inf``.
@@ -75,7 +89,7 @@ Where each detail comes from. [SM] = the Smart Mining paper (Sec. 3.2.1),
   never on the thread count. Batches under 1,024 pairs (``N`` < 16,384 by
   default) run in one thread: starting the threads costs more than it saves.
 * [ours] *Locality order*: by default the vertices are renumbered in the
-  order of :func:`symm_keras.evaluation.knn.locality_order` (the one the tiled
+  order of :func:`symm_keras.neighbors.tiled.locality_order` (the one the tiled
   exact search uses: nearest-seed cells along the seeds' principal direction)
   before the build, so that neighbouring vertices share cache lines and
   pages; the random pairs are drawn in that numbering. Results are reported
@@ -131,21 +145,29 @@ every distance reads a row of the embedding matrix. Figures:
 import contextlib
 import dataclasses
 import functools
+import logging
 import math
 import time
 import warnings
 
 import numpy as np
 
-from symm_keras.evaluation.knn import locality_order
-
-try:  # numba compiles the graph loops; without it the "fanng" source is unavailable.
+try:  # numba compiles the graph loops
     import numba
     from llvmlite import ir
     from numba.core import cgutils
     from numba.extending import intrinsic
-except ImportError:  # pragma: no cover - depends on the environment
-    numba = None
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "FANNG needs numba (`pip install numba`; symm_keras declares it as a dependency); "
+        "use source='exact' otherwise."
+    ) from error
+
+from symm_keras.neighbors.exact import exact_knn
+from symm_keras.neighbors.sources import drop_self_matches
+from symm_keras.neighbors.tiled import locality_order
+
+_LOG = logging.getLogger(__name__)
 
 _DONE, _OVERFLOW, _EXHAUSTED = 0, 1, 2
 _MIN_PARALLEL_BATCH = 1024  # smaller batches run their searches in one thread
@@ -155,446 +177,437 @@ _CACHE_LINE = 64  # bytes
 _NO_BOUND = np.float32(np.finfo(np.float32).max)  # "never stop" for _finish_below: fastmath assumes no inf
 
 
-def _require_numba():
-    if numba is None:
-        raise ImportError(
-            "the FANNG neighbour source needs numba (`pip install numba`; symm_keras "
-            "declares it as a dependency); use source='exact' otherwise."
-        )
+_jit = numba.njit(cache=True, fastmath=True, nogil=True)
+# Small helpers of the inner loops are inlined by numba itself (no call
+# overhead). Each use still costs an atomic reference count per array
+# argument, so the backtrack search writes out its per-distance queue push.
+_inline_jit = numba.njit(cache=True, fastmath=True, nogil=True, inline="always")
+_pjit = numba.njit(cache=True, fastmath=True, nogil=True, parallel=True)
+_prange = numba.prange
 
+def _prefetch_codegen(context, builder, signature, args):
+    """LLVM ``prefetch`` of the element of array ``args[0]`` at the indices ``args[1:]``."""
+    array_type = signature.args[0]
+    array = context.make_array(array_type)(context, builder, args[0])
+    index = [context.cast(builder, value, kind, numba.types.intp)
+             for value, kind in zip(args[1:], signature.args[1:])]
+    pointer = builder.bitcast(
+        cgutils.get_item_pointer(context, builder, array_type, array, index, wraparound=False),
+        ir.IntType(8).as_pointer())
+    i32 = ir.IntType(32)
+    suffix = "p0" if str(pointer.type) == "ptr" else "p0i8"  # opaque or typed LLVM pointers
+    prefetch = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [pointer.type, i32, i32, i32]),
+        f"llvm.prefetch.{suffix}")
+    # read, high temporal locality, data cache
+    builder.call(prefetch, [pointer, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+    return context.get_dummy_value()
 
-if numba is not None:
-    _jit = numba.njit(cache=True, fastmath=True, nogil=True)
-    # Small helpers of the inner loops are inlined by numba itself (no call
-    # overhead). Each use still costs an atomic reference count per array
-    # argument, so the backtrack search writes out its per-distance queue push.
-    _inline_jit = numba.njit(cache=True, fastmath=True, nogil=True, inline="always")
-    _pjit = numba.njit(cache=True, fastmath=True, nogil=True, parallel=True)
-    _prange = numba.prange
+@intrinsic
+def _prefetch(typingctx, x, row, col):
+    """Hint the CPU to load the cache line holding ``x[row, col]``."""
+    return numba.types.void(x, row, col), _prefetch_codegen
 
-    def _prefetch_codegen(context, builder, signature, args):
-        """LLVM ``prefetch`` of the element of array ``args[0]`` at the indices ``args[1:]``."""
-        array_type = signature.args[0]
-        array = context.make_array(array_type)(context, builder, args[0])
-        index = [context.cast(builder, value, kind, numba.types.intp)
-                 for value, kind in zip(args[1:], signature.args[1:])]
-        pointer = builder.bitcast(
-            cgutils.get_item_pointer(context, builder, array_type, array, index, wraparound=False),
-            ir.IntType(8).as_pointer())
-        i32 = ir.IntType(32)
-        suffix = "p0" if str(pointer.type) == "ptr" else "p0i8"  # opaque or typed LLVM pointers
-        prefetch = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [pointer.type, i32, i32, i32]),
-            f"llvm.prefetch.{suffix}")
-        # read, high temporal locality, data cache
-        builder.call(prefetch, [pointer, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-        return context.get_dummy_value()
+@intrinsic
+def _prefetch_item(typingctx, x, i):
+    """Hint the CPU to load the cache line holding ``x[i]`` of a vector."""
+    return numba.types.void(x, i), _prefetch_codegen
 
-    @intrinsic
-    def _prefetch(typingctx, x, row, col):
-        """Hint the CPU to load the cache line holding ``x[row, col]``."""
-        return numba.types.void(x, row, col), _prefetch_codegen
+@_inline_jit
+def _prefetch_vertex(adj, deg, v):
+    """Start loading what a greedy step at ``v`` reads first: its degree and edge list."""
+    _prefetch_item(deg, v)
+    _prefetch(adj, v, 0)
 
-    @intrinsic
-    def _prefetch_item(typingctx, x, i):
-        """Hint the CPU to load the cache line holding ``x[i]`` of a vector."""
-        return numba.types.void(x, i), _prefetch_codegen
+@_inline_jit
+def _prefetch_row(x, r):
+    """Start loading row ``r`` of ``x``."""
+    for col in range(0, x.shape[1], 16):  # 16 float32 = one 64-byte cache line
+        _prefetch(x, r, col)
 
-    @_inline_jit
-    def _prefetch_vertex(adj, deg, v):
-        """Start loading what a greedy step at ``v`` reads first: its degree and edge list."""
-        _prefetch_item(deg, v)
-        _prefetch(adj, v, 0)
+@_inline_jit
+def _prefetch_rows(x, adj, deg, v):
+    """Start loading the rows of ``x`` of every neighbour of ``v``.
 
-    @_inline_jit
-    def _prefetch_row(x, r):
-        """Start loading row ``r`` of ``x``."""
-        for col in range(0, x.shape[1], 16):  # 16 float32 = one 64-byte cache line
-            _prefetch(x, r, col)
+    A search then reads those rows one after another; with the loads already in
+    flight their memory latencies overlap instead of adding up.
+    """
+    for e in range(deg[v]):
+        _prefetch_row(x, adj[v, e])
 
-    @_inline_jit
-    def _prefetch_rows(x, adj, deg, v):
-        """Start loading the rows of ``x`` of every neighbour of ``v``.
+@_jit
+def _sqdist(x, a, b):
+    s = np.float32(0.0)
+    for t in range(x.shape[1]):
+        diff = x[a, t] - x[b, t]
+        s += diff * diff
+    return s
 
-        A search then reads those rows one after another; with the loads already in
-        flight their memory latencies overlap instead of adding up.
-        """
-        for e in range(deg[v]):
-            _prefetch_row(x, adj[v, e])
+@_jit
+def _span_sum(x, a, b, start, stop):
+    part = np.float32(0.0)
+    for t in range(np.uint64(start), np.uint64(stop)):  # unsigned: no wraparound test, vectorises
+        diff = x[a, t] - x[b, t]
+        part += diff * diff
+    return part
 
-    @_jit
-    def _sqdist(x, a, b):
-        s = np.float32(0.0)
-        for t in range(x.shape[1]):
-            diff = x[a, t] - x[b, t]
-            s += diff * diff
-        return s
+@_jit
+def _finish_below(s, tail, a, b, bound, span):
+    """Add the ``tail`` coordinates of rows ``a, b`` to the head's sum ``s``, ``span`` at a time.
 
-    @_jit
-    def _span_sum(x, a, b, start, stop):
-        part = np.float32(0.0)
-        for t in range(np.uint64(start), np.uint64(stop)):  # unsigned: no wraparound test, vectorises
-            diff = x[a, t] - x[b, t]
-            part += diff * diff
-        return part
-
-    @_jit
-    def _finish_below(s, tail, a, b, bound, span):
-        """Add the ``tail`` coordinates of rows ``a, b`` to the head's sum ``s``, ``span`` at a time.
-
-        Stops once the sum reaches ``bound`` (finite: ``fastmath`` assumes no
-        ``inf``). Returns ``(sum, complete)``: when ``complete`` is false the sum
-        is a prefix of the full sum, so a lower bound ``≥ bound`` of it.
-        """
-        rest = tail.shape[1]
+    Stops once the sum reaches ``bound`` (finite: ``fastmath`` assumes no
+    ``inf``). Returns ``(sum, complete)``: when ``complete`` is false the sum
+    is a prefix of the full sum, so a lower bound ``≥ bound`` of it.
+    """
+    rest = tail.shape[1]
+    if s >= bound:
+        return s, rest == 0
+    for start in range(0, rest, span):
+        s += _span_sum(tail, a, b, start, min(start + span, rest))
         if s >= bound:
-            return s, rest == 0
-        for start in range(0, rest, span):
-            s += _span_sum(tail, a, b, start, min(start + span, rest))
-            if s >= bound:
-                return s, start + span >= rest
-        return s, True
+            return s, start + span >= rest
+    return s, True
 
-    @_jit
-    def _distance(head, tail, a, b, span):
-        """The squared distance every step of a build uses: head coordinates, then the tail's spans."""
-        return _finish_below(_sqdist(head, a, b), tail, a, b, _NO_BOUND, span)[0]
+@_jit
+def _distance(head, tail, a, b, span):
+    """The squared distance every step of a build uses: head coordinates, then the tail's spans."""
+    return _finish_below(_sqdist(head, a, b), tail, a, b, _NO_BOUND, span)[0]
 
-    @_jit
-    def _closest_neighbour(head, tail, adj, deg, cur, q, dcur, span, hop_d, hop_complete):
-        """Greedy step on split rows: the first strictly closest neighbour of ``cur`` to ``q``.
+@_jit
+def _closest_neighbour(head, tail, adj, deg, cur, q, dcur, span, hop_d, hop_complete):
+    """Greedy step on split rows: the first strictly closest neighbour of ``cur`` to ``q``.
 
-        Returns its edge index, or ``-1`` when none is closer than ``dcur``.
-        Rows are split ``head | tail``: every neighbour's head sum first (a
-        lower bound of its distance), then only the neighbours whose bound can
-        still win are completed, smallest bound first, each stopping once it
-        cannot win. Same answer as comparing full distances in edge order
-        (ties: the earlier edge). Leaves in ``hop_d[e]`` the distance, or where
-        ``hop_complete[e]`` is false a lower bound.
-        """
-        best = -1
-        best_d = dcur
-        for e in range(deg[cur]):
-            hop_d[e] = _sqdist(head, adj[cur, e], q)
-            hop_complete[e] = False
-        while True:
-            pick = -1
-            for e in range(deg[cur]):  # the lowest bound that can still win (ties: the earlier edge)
-                if hop_complete[e]:
-                    continue
-                if hop_d[e] < best_d or (hop_d[e] == best_d and e < best):
-                    if pick < 0 or hop_d[e] < hop_d[pick]:
-                        pick = e
-            if pick < 0:
-                return best
-            # An earlier edge also wins a tie, so its sum may go up to best_d itself.
-            bound = np.nextafter(best_d, _NO_BOUND) if pick < best else best_d
-            hop_d[pick], hop_complete[pick] = _finish_below(hop_d[pick], tail, adj[cur, pick], q, bound,
-                                                            span)
-            if hop_complete[pick] and hop_d[pick] < bound:
-                best = pick
-                best_d = hop_d[pick]
-                _prefetch_vertex(adj, deg, adj[cur, best])
+    Returns its edge index, or ``-1`` when none is closer than ``dcur``.
+    Rows are split ``head | tail``: every neighbour's head sum first (a
+    lower bound of its distance), then only the neighbours whose bound can
+    still win are completed, smallest bound first, each stopping once it
+    cannot win. Same answer as comparing full distances in edge order
+    (ties: the earlier edge). Leaves in ``hop_d[e]`` the distance, or where
+    ``hop_complete[e]`` is false a lower bound.
+    """
+    best = -1
+    best_d = dcur
+    for e in range(deg[cur]):
+        hop_d[e] = _sqdist(head, adj[cur, e], q)
+        hop_complete[e] = False
+    while True:
+        pick = -1
+        for e in range(deg[cur]):  # the lowest bound that can still win (ties: the earlier edge)
+            if hop_complete[e]:
+                continue
+            if hop_d[e] < best_d or (hop_d[e] == best_d and e < best):
+                if pick < 0 or hop_d[e] < hop_d[pick]:
+                    pick = e
+        if pick < 0:
+            return best
+        # An earlier edge also wins a tie, so its sum may go up to best_d itself.
+        bound = np.nextafter(best_d, _NO_BOUND) if pick < best else best_d
+        hop_d[pick], hop_complete[pick] = _finish_below(hop_d[pick], tail, adj[cur, pick], q, bound,
+                                                        span)
+        if hop_complete[pick] and hop_d[pick] < bound:
+            best = pick
+            best_d = hop_d[pick]
+            _prefetch_vertex(adj, deg, adj[cur, best])
 
-    @_jit
-    def _greedy(head, tail, adj, deg, q, v, span, hop_d, hop_complete):
-        """FANNG Alg. 2 from ``v`` towards ``q``: returns (stop vertex, its distance, found, calcs).
+@_jit
+def _greedy(head, tail, adj, deg, q, v, span, hop_d, hop_complete):
+    """FANNG Alg. 2 from ``v`` towards ``q``: returns (stop vertex, its distance, found, calcs).
 
-        On return ``hop_d[e]`` holds ``d(q, b)`` for the stop vertex's ``e``-th
-        neighbour ``b``, or a lower bound where ``hop_complete[e]`` is false (see
-        :func:`_closest_neighbour`). No cache across hops: a vertex seen again is
-        still in the CPU cache.
-        """
-        wide = tail.shape[1] > 0
-        cur = v
-        dcur = _distance(head, tail, cur, q, span)
-        calcs = 1
-        while True:
-            for e in range(deg[cur]):  # the target is a neighbour: distance 0, success
-                if adj[cur, e] == q:
-                    return q, np.float32(0.0), True, calcs
-            _prefetch_rows(head, adj, deg, cur)
-            if wide:
-                best = _closest_neighbour(head, tail, adj, deg, cur, q, dcur, span, hop_d,
-                                          hop_complete)
-            else:  # full distances: the first strict minimum in edge order
-                best = -1
-                best_d = dcur
-                for e in range(deg[cur]):
-                    d = _sqdist(head, adj[cur, e], q)
-                    hop_d[e] = d
-                    hop_complete[e] = True
-                    if d < best_d:
-                        best_d = d
-                        best = e
-                        _prefetch_vertex(adj, deg, adj[cur, e])
-            calcs += deg[cur]
-            if best < 0:
-                return cur, dcur, False, calcs
-            cur = adj[cur, best]
-            dcur = hop_d[best]
+    On return ``hop_d[e]`` holds ``d(q, b)`` for the stop vertex's ``e``-th
+    neighbour ``b``, or a lower bound where ``hop_complete[e]`` is false (see
+    :func:`_closest_neighbour`). No cache across hops: a vertex seen again is
+    still in the CPU cache.
+    """
+    wide = tail.shape[1] > 0
+    cur = v
+    dcur = _distance(head, tail, cur, q, span)
+    calcs = 1
+    while True:
+        for e in range(deg[cur]):  # the target is a neighbour: distance 0, success
+            if adj[cur, e] == q:
+                return q, np.float32(0.0), True, calcs
+        _prefetch_rows(head, adj, deg, cur)
+        if wide:
+            best = _closest_neighbour(head, tail, adj, deg, cur, q, dcur, span, hop_d,
+                                      hop_complete)
+        else:  # full distances: the first strict minimum in edge order
+            best = -1
+            best_d = dcur
+            for e in range(deg[cur]):
+                d = _sqdist(head, adj[cur, e], q)
+                hop_d[e] = d
+                hop_complete[e] = True
+                if d < best_d:
+                    best_d = d
+                    best = e
+                    _prefetch_vertex(adj, deg, adj[cur, e])
+        calcs += deg[cur]
+        if best < 0:
+            return cur, dcur, False, calcs
+        cur = adj[cur, best]
+        dcur = hop_d[best]
 
-    @_jit
-    def _search_slot(head, tail, adj, lens, deg, pairs, lo, first, last, span, out_u, out_d, out_ok,
-                     out_calcs, occ_d):
-        """Greedy searches for batch items ``first..last-1`` (pairs ``lo + j``) on the frozen graph.
+@_jit
+def _search_slot(head, tail, adj, lens, deg, pairs, lo, first, last, span, out_u, out_d, out_ok,
+                 out_calcs, occ_d):
+    """Greedy searches for batch items ``first..last-1`` (pairs ``lo + j``) on the frozen graph.
 
-        For a failed search stopping at ``u`` it also records ``d(q, b)`` for every
-        current neighbour ``b`` of ``u`` (the occlusion test of the merge; a lower
-        bound already ``≥ d(u, b)`` decides that test and is kept as is). An
-        item's result depends only on the graph and its pair, not on the thread.
-        """
-        hop_d = np.empty(adj.shape[1], np.float32)
-        hop_complete = np.empty(adj.shape[1], np.bool_)
-        for j in range(first, last):
-            i = lo + j
-            # The first step of a search is all cache misses; load it ahead: two
-            # searches ahead the target and start rows with the start's edge list,
-            # one search ahead (that edge list now cached) its neighbours' rows.
-            if j + 2 < last:
-                _prefetch_row(head, pairs[i + 2, 0])
-                _prefetch_row(head, pairs[i + 2, 1])
-                _prefetch_vertex(adj, deg, pairs[i + 2, 1])
-            if j + 1 < last:
-                _prefetch_rows(head, adj, deg, pairs[i + 1, 1])
-            q = pairs[i, 0]
-            u, du, ok, calcs = _greedy(head, tail, adj, deg, q, pairs[i, 1], span, hop_d, hop_complete)
-            if not ok:
+    For a failed search stopping at ``u`` it also records ``d(q, b)`` for every
+    current neighbour ``b`` of ``u`` (the occlusion test of the merge; a lower
+    bound already ``≥ d(u, b)`` decides that test and is kept as is). An
+    item's result depends only on the graph and its pair, not on the thread.
+    """
+    hop_d = np.empty(adj.shape[1], np.float32)
+    hop_complete = np.empty(adj.shape[1], np.bool_)
+    for j in range(first, last):
+        i = lo + j
+        # The first step of a search is all cache misses; load it ahead: two
+        # searches ahead the target and start rows with the start's edge list,
+        # one search ahead (that edge list now cached) its neighbours' rows.
+        if j + 2 < last:
+            _prefetch_row(head, pairs[i + 2, 0])
+            _prefetch_row(head, pairs[i + 2, 1])
+            _prefetch_vertex(adj, deg, pairs[i + 2, 1])
+        if j + 1 < last:
+            _prefetch_rows(head, adj, deg, pairs[i + 1, 1])
+        q = pairs[i, 0]
+        u, du, ok, calcs = _greedy(head, tail, adj, deg, q, pairs[i, 1], span, hop_d, hop_complete)
+        if not ok:
+            for e in range(deg[u]):
+                if not hop_complete[e] and hop_d[e] < lens[u, e]:
+                    hop_d[e] = _distance(head, tail, q, adj[u, e], span)
+                occ_d[j, e] = hop_d[e]
+        out_u[j] = u
+        out_d[j] = du
+        out_ok[j] = ok
+        out_calcs[j] = calcs
+
+@_pjit
+def _search_batch(head, tail, adj, lens, deg, pairs, lo, hi, n_slots, span, out_u, out_d, out_ok,
+                  out_calcs, occ_d):
+    """:func:`_search_slot` over ``pairs[lo:hi]``, split into ``n_slots`` parallel parts."""
+    count = hi - lo
+    per = (count + n_slots - 1) // n_slots
+    for c in _prange(n_slots):
+        _search_slot(head, tail, adj, lens, deg, pairs, lo, c * per, min(count, (c + 1) * per), span,
+                     out_u, out_d, out_ok, out_calcs, occ_d)
+
+@_jit
+def _merge_batch(head, tail, adj, lens, deg, pairs, lo, hi, start, span, out_u, out_d, out_ok,
+                 out_calcs, occ_d, touched, batch_tag, window, state, target_hits):
+    """Apply the batch's results in pair order (deterministic); see module docstring.
+
+    ``state`` = [window position, hits in window, searches recorded, edges added,
+    distance calculations]. Returns (items consumed, status).
+    """
+    cap = adj.shape[1]
+    w = window.shape[0]
+    dist = np.empty(cap, np.float32)
+    keep_idx = np.empty(cap, np.int32)
+    new_adj = np.empty(cap, np.int32)
+    new_len = np.empty(cap, np.float32)
+    for j in range(start, hi - lo):
+        ok = out_ok[j]
+        calcs = out_calcs[j]
+        if not ok:
+            q = pairs[lo + j, 0]
+            u = out_u[j]
+            du = out_d[j]
+            add = True
+            if touched[u] == batch_tag:  # u gained edges earlier in this batch: re-check
                 for e in range(deg[u]):
-                    if not hop_complete[e] and hop_d[e] < lens[u, e]:
-                        hop_d[e] = _distance(head, tail, q, adj[u, e], span)
-                    occ_d[j, e] = hop_d[e]
-            out_u[j] = u
-            out_d[j] = du
-            out_ok[j] = ok
-            out_calcs[j] = calcs
-
-    @_pjit
-    def _search_batch(head, tail, adj, lens, deg, pairs, lo, hi, n_slots, span, out_u, out_d, out_ok,
-                      out_calcs, occ_d):
-        """:func:`_search_slot` over ``pairs[lo:hi]``, split into ``n_slots`` parallel parts."""
-        count = hi - lo
-        per = (count + n_slots - 1) // n_slots
-        for c in _prange(n_slots):
-            _search_slot(head, tail, adj, lens, deg, pairs, lo, c * per, min(count, (c + 1) * per), span,
-                         out_u, out_d, out_ok, out_calcs, occ_d)
-
-    @_jit
-    def _merge_batch(head, tail, adj, lens, deg, pairs, lo, hi, start, span, out_u, out_d, out_ok,
-                     out_calcs, occ_d, touched, batch_tag, window, state, target_hits):
-        """Apply the batch's results in pair order (deterministic); see module docstring.
-
-        ``state`` = [window position, hits in window, searches recorded, edges added,
-        distance calculations]. Returns (items consumed, status).
-        """
-        cap = adj.shape[1]
-        w = window.shape[0]
-        dist = np.empty(cap, np.float32)
-        keep_idx = np.empty(cap, np.int32)
-        new_adj = np.empty(cap, np.int32)
-        new_len = np.empty(cap, np.float32)
-        for j in range(start, hi - lo):
-            ok = out_ok[j]
-            calcs = out_calcs[j]
-            if not ok:
-                q = pairs[lo + j, 0]
-                u = out_u[j]
-                du = out_d[j]
-                add = True
-                if touched[u] == batch_tag:  # u gained edges earlier in this batch: re-check
-                    for e in range(deg[u]):
-                        b = adj[u, e]
-                        if b == q:
-                            add = False
-                            break
-                        d = _distance(head, tail, q, b, span)
-                        calcs += 1
-                        dist[e] = d
-                        if d < du:  # an edge added in this batch now occludes u→q
-                            add = False
-                            break
-                else:
-                    for e in range(deg[u]):
-                        dist[e] = occ_d[j, e]
-                if add:
-                    kept = 0
-                    for e in range(deg[u]):
-                        if not (dist[e] < lens[u, e]):  # q occludes u→b when d(q,b) < d(u,b)
-                            keep_idx[kept] = e
-                            kept += 1
-                    if kept + 1 > cap:
-                        return j, _OVERFLOW  # caller widens the arrays and resumes at item j
-                    inserted = False
-                    out = 0
-                    for t in range(kept):
-                        e = keep_idx[t]
-                        if not inserted and du < lens[u, e]:
-                            new_adj[out] = q
-                            new_len[out] = du
-                            out += 1
-                            inserted = True
-                        new_adj[out] = adj[u, e]
-                        new_len[out] = lens[u, e]
-                        out += 1
-                    if not inserted:
+                    b = adj[u, e]
+                    if b == q:
+                        add = False
+                        break
+                    d = _distance(head, tail, q, b, span)
+                    calcs += 1
+                    dist[e] = d
+                    if d < du:  # an edge added in this batch now occludes u→q
+                        add = False
+                        break
+            else:
+                for e in range(deg[u]):
+                    dist[e] = occ_d[j, e]
+            if add:
+                kept = 0
+                for e in range(deg[u]):
+                    if not (dist[e] < lens[u, e]):  # q occludes u→b when d(q,b) < d(u,b)
+                        keep_idx[kept] = e
+                        kept += 1
+                if kept + 1 > cap:
+                    return j, _OVERFLOW  # caller widens the arrays and resumes at item j
+                inserted = False
+                out = 0
+                for t in range(kept):
+                    e = keep_idx[t]
+                    if not inserted and du < lens[u, e]:
                         new_adj[out] = q
                         new_len[out] = du
                         out += 1
-                    for t in range(out):
-                        adj[u, t] = new_adj[t]
-                        lens[u, t] = new_len[t]
-                    deg[u] = out
-                    touched[u] = batch_tag
-                    state[3] += 1
-            state[4] += calcs
-            pos = state[0]
-            if state[2] >= w:
-                state[1] -= window[pos]
-            window[pos] = 1 if ok else 0
-            state[1] += window[pos]
-            state[0] = (pos + 1) % w
-            state[2] += 1
-            if state[2] >= w and state[1] >= target_hits:
-                return j + 1, _DONE
-        return hi - lo, _EXHAUSTED
+                        inserted = True
+                    new_adj[out] = adj[u, e]
+                    new_len[out] = lens[u, e]
+                    out += 1
+                if not inserted:
+                    new_adj[out] = q
+                    new_len[out] = du
+                    out += 1
+                for t in range(out):
+                    adj[u, t] = new_adj[t]
+                    lens[u, t] = new_len[t]
+                deg[u] = out
+                touched[u] = batch_tag
+                state[3] += 1
+        state[4] += calcs
+        pos = state[0]
+        if state[2] >= w:
+            state[1] -= window[pos]
+        window[pos] = 1 if ok else 0
+        state[1] += window[pos]
+        state[0] = (pos + 1) % w
+        state[2] += 1
+        if state[2] >= w and state[1] >= target_hits:
+            return j + 1, _DONE
+    return hi - lo, _EXHAUSTED
 
-    @_inline_jit
-    def _heap_sift_down(keys, verts, edges, size):
-        i = 0
-        while True:
-            left = 2 * i + 1
-            if left >= size:
-                break
-            small = left
-            right = left + 1
-            if right < size and keys[right] < keys[left]:
-                small = right
-            if keys[i] <= keys[small]:
-                break
-            keys[i], keys[small] = keys[small], keys[i]
-            verts[i], verts[small] = verts[small], verts[i]
-            edges[i], edges[small] = edges[small], edges[i]
-            i = small
+@_inline_jit
+def _heap_sift_down(keys, verts, edges, size):
+    i = 0
+    while True:
+        left = 2 * i + 1
+        if left >= size:
+            break
+        small = left
+        right = left + 1
+        if right < size and keys[right] < keys[left]:
+            small = right
+        if keys[i] <= keys[small]:
+            break
+        keys[i], keys[small] = keys[small], keys[i]
+        verts[i], verts[small] = verts[small], verts[i]
+        edges[i], edges[small] = edges[small], edges[i]
+        i = small
 
-    @_inline_jit
-    def _later(d_a, seq_a, d_b, seq_b):
-        """Order of the result: distance, then discovery (the earlier found first)."""
-        return d_a > d_b or (d_a == d_b and seq_a > seq_b)
+@_inline_jit
+def _later(d_a, seq_a, d_b, seq_b):
+    """Order of the result: distance, then discovery (the earlier found first)."""
+    return d_a > d_b or (d_a == d_b and seq_a > seq_b)
 
-    @_inline_jit
-    def _place_from_root(heap_d, heap_seq, heap_v, size, d, seq, v):
-        """Put ``(d, seq, v)`` at the root of the max-heap of ``size`` entries and sift it down."""
-        i = 0
-        while True:
-            child = 2 * i + 1
-            if child >= size:
-                break
-            if child + 1 < size and _later(heap_d[child + 1], heap_seq[child + 1], heap_d[child], heap_seq[child]):
-                child += 1
-            if not _later(heap_d[child], heap_seq[child], d, seq):
-                break
-            heap_d[i], heap_seq[i], heap_v[i] = heap_d[child], heap_seq[child], heap_v[child]
-            i = child
-        heap_d[i], heap_seq[i], heap_v[i] = d, seq, v
+@_inline_jit
+def _place_from_root(heap_d, heap_seq, heap_v, size, d, seq, v):
+    """Put ``(d, seq, v)`` at the root of the max-heap of ``size`` entries and sift it down."""
+    i = 0
+    while True:
+        child = 2 * i + 1
+        if child >= size:
+            break
+        if child + 1 < size and _later(heap_d[child + 1], heap_seq[child + 1], heap_d[child], heap_seq[child]):
+            child += 1
+        if not _later(heap_d[child], heap_seq[child], d, seq):
+            break
+        heap_d[i], heap_seq[i], heap_v[i] = heap_d[child], heap_seq[child], heap_v[child]
+        i = child
+    heap_d[i], heap_seq[i], heap_v[i] = d, seq, v
 
-    @_inline_jit
-    def _keep_nearest(heap_d, heap_seq, heap_v, size, k, d, seq, v):
-        """Add ``(d, seq, v)`` to the bounded max-heap of the ``k`` nearest found so far.
+@_inline_jit
+def _keep_nearest(heap_d, heap_seq, heap_v, size, k, d, seq, v):
+    """Add ``(d, seq, v)`` to the bounded max-heap of the ``k`` nearest found so far.
 
-        The caller offers only a newcomer that belongs there (``size < k`` or
-        ``d < heap_d[0]``; ``seq`` grows with every offer, so one tying the worst
-        entry loses). Returns the new size.
-        """
-        if size == k:
-            _place_from_root(heap_d, heap_seq, heap_v, size, d, seq, v)
-            return size
-        i = size
+    The caller offers only a newcomer that belongs there (``size < k`` or
+    ``d < heap_d[0]``; ``seq`` grows with every offer, so one tying the worst
+    entry loses). Returns the new size.
+    """
+    if size == k:
+        _place_from_root(heap_d, heap_seq, heap_v, size, d, seq, v)
+        return size
+    i = size
+    while i > 0:
+        parent = (i - 1) >> 1
+        if not _later(d, seq, heap_d[parent], heap_seq[parent]):
+            break
+        heap_d[i], heap_seq[i], heap_v[i] = heap_d[parent], heap_seq[parent], heap_v[parent]
+        i = parent
+    heap_d[i], heap_seq[i], heap_v[i] = d, seq, v
+    return size + 1
+
+@_jit
+def _backtrack_one(x, adj, deg, q, k, budget, stamp, tag, keys, verts, edges,
+                   near_d, near_seq, near_v, out_idx, out_d):
+    """FANNG Alg. 3 for query vertex ``q`` starting at ``q``; fills out rows.
+
+    The ``k`` nearest vertices met are kept in a bounded heap as they are
+    found (nearest first, ties to the earlier found). The queue push is
+    written out here and the heap of the nearest is called only for a vertex
+    that enters it: each call of a helper (inlined or not) costs an atomic
+    reference count per array argument, a fifth of the search's time before.
+    """
+    keys[0], verts[0], edges[0] = np.float32(0.0), q, 0  # the queue: (distance, vertex, next edge)
+    size = 1
+    stamp[q] = tag
+    n_near = 0
+    calcs = 0
+    while size > 0 and calcs < budget:
+        v = verts[0]
+        e = edges[0]
+        if e >= deg[v]:  # no unexplored edge left: drop v from the queue
+            size -= 1
+            keys[0] = keys[size]
+            verts[0] = verts[size]
+            edges[0] = edges[size]
+            _heap_sift_down(keys, verts, edges, size)
+            continue
+        if e == 0:  # first expansion of v: its neighbours' rows are read next
+            _prefetch_rows(x, adj, deg, v)
+        edges[0] = e + 1  # v stays in the queue with its next edge (same key)
+        n = adj[v, e]
+        if stamp[n] == tag:
+            continue
+        stamp[n] = tag
+        d = _sqdist(x, n, q)
+        if n_near < k or d < near_d[0]:
+            n_near = _keep_nearest(near_d, near_seq, near_v, n_near, k, d, calcs, n)
+        calcs += 1
+        i = size  # push (d, n, edge 0): sift the hole up from the end
         while i > 0:
             parent = (i - 1) >> 1
-            if not _later(d, seq, heap_d[parent], heap_seq[parent]):
+            if keys[parent] <= d:
                 break
-            heap_d[i], heap_seq[i], heap_v[i] = heap_d[parent], heap_seq[parent], heap_v[parent]
+            keys[i], verts[i], edges[i] = keys[parent], verts[parent], edges[parent]
             i = parent
-        heap_d[i], heap_seq[i], heap_v[i] = d, seq, v
-        return size + 1
+        keys[i], verts[i], edges[i] = d, n, 0
+        size += 1
+    for j in range(n_near - 1, -1, -1):  # the worst entry goes last
+        out_idx[j], out_d[j] = near_v[0], near_d[0]
+        _place_from_root(near_d, near_seq, near_v, j, near_d[j], near_seq[j], near_v[j])
+    for j in range(n_near, k):
+        out_idx[j] = -1
+        out_d[j] = np.inf
+    return calcs
 
-    @_jit
-    def _backtrack_one(x, adj, deg, q, k, budget, stamp, tag, keys, verts, edges,
-                       near_d, near_seq, near_v, out_idx, out_d):
-        """FANNG Alg. 3 for query vertex ``q`` starting at ``q``; fills out rows.
-
-        The ``k`` nearest vertices met are kept in a bounded heap as they are
-        found (nearest first, ties to the earlier found). The queue push is
-        written out here and the heap of the nearest is called only for a vertex
-        that enters it: each call of a helper (inlined or not) costs an atomic
-        reference count per array argument, a fifth of the search's time before.
-        """
-        keys[0], verts[0], edges[0] = np.float32(0.0), q, 0  # the queue: (distance, vertex, next edge)
-        size = 1
-        stamp[q] = tag
-        n_near = 0
-        calcs = 0
-        while size > 0 and calcs < budget:
-            v = verts[0]
-            e = edges[0]
-            if e >= deg[v]:  # no unexplored edge left: drop v from the queue
-                size -= 1
-                keys[0] = keys[size]
-                verts[0] = verts[size]
-                edges[0] = edges[size]
-                _heap_sift_down(keys, verts, edges, size)
-                continue
-            if e == 0:  # first expansion of v: its neighbours' rows are read next
-                _prefetch_rows(x, adj, deg, v)
-            edges[0] = e + 1  # v stays in the queue with its next edge (same key)
-            n = adj[v, e]
-            if stamp[n] == tag:
-                continue
-            stamp[n] = tag
-            d = _sqdist(x, n, q)
-            if n_near < k or d < near_d[0]:
-                n_near = _keep_nearest(near_d, near_seq, near_v, n_near, k, d, calcs, n)
-            calcs += 1
-            i = size  # push (d, n, edge 0): sift the hole up from the end
-            while i > 0:
-                parent = (i - 1) >> 1
-                if keys[parent] <= d:
-                    break
-                keys[i], verts[i], edges[i] = keys[parent], verts[parent], edges[parent]
-                i = parent
-            keys[i], verts[i], edges[i] = d, n, 0
-            size += 1
-        for j in range(n_near - 1, -1, -1):  # the worst entry goes last
-            out_idx[j], out_d[j] = near_v[0], near_d[0]
-            _place_from_root(near_d, near_seq, near_v, j, near_d[j], near_seq[j], near_v[j])
-        for j in range(n_near, k):
-            out_idx[j] = -1
-            out_d[j] = np.inf
-        return calcs
-
-    @_pjit
-    def _backtrack_all(x, adj, deg, queries, k, budget, n_chunks):
-        n = x.shape[0]
-        nq = queries.shape[0]
-        out_idx = np.empty((nq, k), np.int64)
-        out_d = np.empty((nq, k), np.float32)
-        calcs = np.zeros(n_chunks, np.int64)
-        per = (nq + n_chunks - 1) // n_chunks
-        for c in _prange(n_chunks):
-            stamp = np.full(n, -1, np.int64)
-            keys = np.empty(budget + 2, np.float32)
-            verts = np.empty(budget + 2, np.int32)
-            edges = np.empty(budget + 2, np.int32)
-            near_d = np.empty(k, np.float32)
-            near_seq = np.empty(k, np.int64)
-            near_v = np.empty(k, np.int64)
-            total = 0
-            for i in range(c * per, min(nq, (c + 1) * per)):
-                total += _backtrack_one(x, adj, deg, queries[i], k, budget, stamp, i,
-                                        keys, verts, edges, near_d, near_seq, near_v,
-                                        out_idx[i], out_d[i])
-            calcs[c] = total
-        return out_idx, out_d, calcs
+@_pjit
+def _backtrack_all(x, adj, deg, queries, k, budget, n_chunks):
+    n = x.shape[0]
+    nq = queries.shape[0]
+    out_idx = np.empty((nq, k), np.int64)
+    out_d = np.empty((nq, k), np.float32)
+    calcs = np.zeros(n_chunks, np.int64)
+    per = (nq + n_chunks - 1) // n_chunks
+    for c in _prange(n_chunks):
+        stamp = np.full(n, -1, np.int64)
+        keys = np.empty(budget + 2, np.float32)
+        verts = np.empty(budget + 2, np.int32)
+        edges = np.empty(budget + 2, np.int32)
+        near_d = np.empty(k, np.float32)
+        near_seq = np.empty(k, np.int64)
+        near_v = np.empty(k, np.int64)
+        total = 0
+        for i in range(c * per, min(nq, (c + 1) * per)):
+            total += _backtrack_one(x, adj, deg, queries[i], k, budget, stamp, i,
+                                    keys, verts, edges, near_d, near_seq, near_v,
+                                    out_idx[i], out_d[i])
+        calcs[c] = total
+    return out_idx, out_d, calcs
 
 
 @dataclasses.dataclass
@@ -602,7 +615,7 @@ class FanngGraph:
     """A FANNG over ``embeddings`` and its build record.
 
     The graph is stored over the vertices in ``order`` (a locality order, see
-    ``evaluation.knn.locality_order``; position ``p`` holds sample ``order[p]``):
+    ``neighbors.tiled.locality_order``; position ``p`` holds sample ``order[p]``):
     ``internal_adjacency[p, :internal_degrees[p]]`` are the positions of the
     out-neighbours of position ``p``, sorted by squared length
     ``internal_edge_lengths``. ``internal_embeddings`` are the rows the graph was
@@ -625,6 +638,7 @@ class FanngGraph:
     distance_calculations: int
     build_seconds: float
     batch_size: int
+    search_calibration: "BudgetCalibration | None" = None  # set by fanng_neighbours(target_recall=...)
 
     @property
     def reached_target(self):
@@ -749,7 +763,7 @@ def build_fanng(embeddings, target_success_rate=0.98, success_window=1000,
             :func:`default_build_batch` ``(N)``. The graph depends on it and on
             ``seed``, not on the thread count.
         num_threads: numba threads for the batched searches (default: numba's).
-        reorder: build over the vertices in ``evaluation.knn.locality_order`` (faster;
+        reorder: build over the vertices in ``tiled.locality_order`` (faster;
             the vertex ids of the random pairs then refer to that order).
         use_principal_axes: build on the embeddings rotated onto their
             :func:`principal_axes` (same distances up to rounding; the greedy
@@ -759,7 +773,6 @@ def build_fanng(embeddings, target_success_rate=0.98, success_window=1000,
     Returns:
         :class:`FanngGraph`.
     """
-    _require_numba()
     if not 0.0 < target_success_rate <= 1.0:
         raise ValueError(f"target_success_rate must be in (0, 1], got {target_success_rate}.")
     if int(success_window) < 1:
@@ -888,7 +901,6 @@ def fanng_search(graph, k, budget=None, queries=None, num_threads=None):
         ``(indices, squared_distances)``: ``(Q, k)`` int64 and float32, each row
         ascending; ``-1``/``inf`` where fewer than ``k`` vertices were reached.
     """
-    _require_numba()
     n = graph.internal_embeddings.shape[0]
     k = int(k)
     if not 1 <= k < n:
@@ -915,17 +927,119 @@ def fanng_search(graph, k, budget=None, queries=None, num_threads=None):
     return np.where(idx >= 0, graph.order[np.maximum(idx, 0)], -1), dist
 
 
+@dataclasses.dataclass(frozen=True)
+class BudgetCalibration:
+    """The search budget chosen for a target recall@k, and the recall it reached.
+
+    ``recall`` is measured on ``queries`` sampled vertices against the exact
+    search; ``budgets_tried`` counts the sample searches the calibration ran.
+    """
+
+    k: int
+    target_recall: float
+    budget: int
+    recall: float
+    queries: int
+    budgets_tried: int
+
+    @property
+    def reached(self):
+        return self.recall >= self.target_recall
+
+
+def _recall(found, exact):
+    """Mean share of each row of ``exact`` found in the same row of ``found`` (``-1`` never matches)."""
+    return float((found[:, :, None] == exact[:, None, :]).any(axis=2).mean())
+
+
+def calibrate_search_budget(graph, k, target_recall, calibration_queries=1000, seed=0, num_threads=None):
+    """The smallest search budget whose recall@k on sampled queries reaches ``target_recall``.
+
+    Args:
+        graph: a :class:`FanngGraph`.
+        k: neighbours per query.
+        target_recall: wanted recall@k in ``(0, 1]`` against the exact search.
+        calibration_queries: vertices sampled (without replacement, with
+            ``seed``) to measure the recall on; all of them when ``N`` is smaller.
+        seed: seed of the sample.
+        num_threads: numba threads of the searches.
+
+    Returns:
+        :class:`BudgetCalibration`. When even a budget of ``N − 1`` distance
+        calculations falls short it holds that budget and its recall, and a
+        ``RuntimeWarning`` names both.
+    """
+    n = graph.internal_embeddings.shape[0]
+    k = int(k)
+    if not 1 <= k < n:
+        raise ValueError(f"k must be in [1, {n - 1}] for {n} embeddings, got {k}.")
+    if not 0.0 < target_recall <= 1.0:
+        raise ValueError(f"target_recall must be in (0, 1], got {target_recall}.")
+    if int(calibration_queries) < 1:
+        raise ValueError(f"calibration_queries must be >= 1, got {calibration_queries}.")
+    rng = np.random.default_rng(seed)
+    queries = np.sort(rng.choice(n, size=min(int(calibration_queries), n), replace=False))
+    exact, _ = exact_knn(graph.embeddings[queries], k + 1, references=graph.embeddings,
+                         metric="squared_euclidean", backend="numpy", num_threads=num_threads)
+    exact = drop_self_matches(exact, exact, k, ids=queries)[0]
+    tried = []
+
+    def recall_with(budget):
+        tried.append(budget)
+        return _recall(fanng_search(graph, k, budget=budget, queries=queries, num_threads=num_threads)[0], exact)
+
+    most = max(k, n - 1)  # the search never computes more distances than there are other vertices
+    low, high = k - 1, min(max(k, default_search_budget(k)), most)  # low: a budget known to fall short
+    reached = recall_with(high)
+    while reached < target_recall and high < most:
+        low, high = high, min(2 * high, most)
+        reached = recall_with(high)
+    if reached >= target_recall:
+        while high - low > 1:  # recall never drops as the budget grows
+            middle = (low + high) // 2
+            recall = recall_with(middle)
+            if recall >= target_recall:
+                high, reached = middle, recall
+            else:
+                low = middle
+    else:
+        warnings.warn(
+            f"FANNG search: recall@{k} {reached:.4f} on {len(queries)} sampled queries with the largest "
+            f"budget ({high} distance calculations) is below target_recall={target_recall}.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return BudgetCalibration(k=k, target_recall=float(target_recall), budget=int(high), recall=reached,
+                             queries=len(queries), budgets_tried=len(tried))
+
+
 def fanng_neighbours(embeddings, k, budget=None, target_success_rate=0.98, success_window=1000,
                      max_traverse_adds=None, seed=0, num_threads=None, return_graph=False,
-                     batch_size=None, reorder=True, use_principal_axes=None):
+                     batch_size=None, reorder=True, use_principal_axes=None, target_recall=None,
+                     calibration_queries=1000):
     """Each sample's ``k`` nearest neighbours via a fresh FANNG (Smart Mining Sec. 3.2.1).
+
+    The search effort is ``budget`` distance calculations per query (default
+    :func:`default_search_budget`), or, with ``target_recall``, the smallest
+    budget that reaches that recall@k on ``calibration_queries`` sampled
+    queries (:func:`calibrate_search_budget`; the result is logged and kept in
+    the graph's ``search_calibration``). The other arguments are
+    :func:`build_fanng`'s.
 
     Returns ``(indices, squared_distances)`` (and the :class:`FanngGraph` when
     ``return_graph``).
     """
+    if budget is not None and target_recall is not None:
+        raise ValueError("give either budget or target_recall, not both.")
     graph = build_fanng(embeddings, target_success_rate=target_success_rate,
                         success_window=success_window, max_traverse_adds=max_traverse_adds,
                         seed=seed, batch_size=batch_size, num_threads=num_threads,
                         reorder=reorder, use_principal_axes=use_principal_axes)
+    if target_recall is not None:
+        graph.search_calibration = calibrate_search_budget(graph, k, target_recall, calibration_queries,
+                                                           seed=seed, num_threads=num_threads)
+        budget = graph.search_calibration.budget
+        _LOG.info("FANNG search budget %d for recall@%d %.4f (target %s, %d sampled queries)", budget, k,
+                  graph.search_calibration.recall, target_recall, graph.search_calibration.queries)
     idx, dist = fanng_search(graph, k, budget=budget, num_threads=num_threads)
     return (idx, dist, graph) if return_graph else (idx, dist)

@@ -2,26 +2,44 @@
 
 Every source returns ``(indices, squared_distances)``: ``(N, k)`` int64 and
 float32 arrays, row ``i`` holding the ``k`` nearest other samples of sample
-``i`` in ascending squared Euclidean distance (the sample itself excluded;
-``-1``/``inf`` marks a missing entry of an approximate source).
+``i`` in ascending squared Euclidean distance (the sample itself excluded by
+index, so exact duplicates are still found; ``-1``/``inf`` marks a missing
+entry of an approximate source).
 
 Sources:
 
-* ``"exact"`` (default): blocked matrix products
-  (:func:`symm_keras.mining.exact_knn.exact_knn`): on the accelerator with the
-  active Keras backend when there is one, otherwise BLAS tiles merged into
-  heaps on the host (faster than faiss' exact search on a CPU).
+* ``"exact"`` (default): :func:`symm_keras.neighbors.exact.exact_knn` with
+  ``metric="squared_euclidean"``: on the accelerator with the active Keras
+  backend when there is one, otherwise BLAS tiles merged into heaps on the host
+  (faster than faiss' exact search on a CPU).
 * ``"fanng"``: the FANNG graph of the Smart Mining paper
-  (:mod:`symm_keras.mining.fanng`; needs numba).
+  (:mod:`symm_keras.neighbors.fanng`, needs numba); ``budget=`` or
+  ``target_recall=`` sets its search effort.
 * ``"faiss"``: faiss ``IndexFlatL2`` exact search (needs faiss).
 * ``"pynndescent"``: NN-descent approximate graph (needs pynndescent).
 """
 
 import numpy as np
 
-from symm_keras.mining.exact_knn import drop_self_matches, exact_knn
+from symm_keras.neighbors.exact import exact_knn
 
 SOURCES = ("exact", "fanng", "faiss", "pynndescent")
+
+
+def drop_self_matches(indices, distances, k, ids=None):
+    """Remove each row's own index from ``k + 1`` candidates, keeping ``k``.
+
+    Row ``r`` belongs to sample ``ids[r]`` (default ``r``). By index, so exact
+    duplicates stay; if a row's own index is not among its candidates (more
+    than ``k`` duplicates), the last candidate is dropped.
+    """
+    n = indices.shape[0]
+    ids = np.arange(n) if ids is None else np.asarray(ids)
+    keep = indices != ids[:, None]
+    keep[keep.all(axis=1), -1] = False
+    cols = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    rows = np.arange(n)[:, None]
+    return indices[rows, cols], distances[rows, cols]
 
 
 def _faiss_neighbours(x, k, **options):
@@ -61,8 +79,8 @@ def neighbour_lists(embeddings, k, source="exact", seed=0, **options):
         k: list length (choose it so lists hold positives and negatives).
         source: one of ``"exact"``, ``"fanng"``, ``"faiss"``, ``"pynndescent"``.
         seed: seed of the randomised sources (fanng, pynndescent).
-        **options: passed to the source (e.g. ``block_size`` for exact,
-            ``budget``/``target_success_rate`` for fanng).
+        **options: passed to the source (e.g. ``block_size``/``backend`` for
+            exact, ``budget``/``target_recall``/``target_success_rate`` for fanng).
 
     Returns:
         ``(indices, squared_distances)``, ``(N, k)`` int64 / float32.
@@ -70,7 +88,7 @@ def neighbour_lists(embeddings, k, source="exact", seed=0, **options):
     if source not in SOURCES:
         raise ValueError(f"unknown neighbour source {source!r}; choose one of {SOURCES}.")
     if source == "exact":
-        idx, dist = exact_knn(embeddings, k, **options)
+        idx, dist = exact_knn(embeddings, k, metric="squared_euclidean", **options)
         return idx, dist.astype(np.float32)
     x = np.ascontiguousarray(np.asarray(embeddings), dtype=np.float32)
     if x.ndim != 2:
@@ -82,7 +100,7 @@ def neighbour_lists(embeddings, k, source="exact", seed=0, **options):
         raise ValueError("embeddings contain NaN or inf values.")
     k = int(k)
     if source == "fanng":
-        from symm_keras.mining.fanng import fanng_neighbours
+        from symm_keras.neighbors.fanng import fanng_neighbours  # imports numba
 
         return fanng_neighbours(x, k, seed=seed, **options)
     if source == "faiss":

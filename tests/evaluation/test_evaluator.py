@@ -54,7 +54,7 @@ def test_result_combines_every_metric_with_its_settings():
 
 
 def test_auto_backend_is_numpy_on_cpu_and_keras_on_an_accelerator(monkeypatch):
-    from symm_keras.evaluation import knn
+    from symm_keras.neighbors import exact as knn
 
     x, labels = _data()
     monkeypatch.setattr(knn, "accelerator_present", lambda: False)

@@ -5,8 +5,7 @@ import pytest
 
 from keras import ops
 
-from symm_keras.evaluation import default_block_size, exact_knn, knn_blocks
-from symm_keras.evaluation.knn import top_k
+from symm_keras.neighbors import default_block_size, exact_knn, knn_blocks, top_k
 from tests.evaluation.oracles import ranked_neighbours
 
 BACKENDS = ("keras", "numpy")
@@ -90,7 +89,7 @@ def test_many_blocks_with_a_short_last_block_and_two_stage_top_k(rng, backend):
 def test_device_search_compiles_once_per_shape(rng):
     import keras
 
-    from symm_keras.evaluation import knn
+    from symm_keras.neighbors import exact as knn
 
     search = knn._device_search()
     if keras.backend.backend() == "jax":
@@ -146,7 +145,8 @@ def test_bad_arguments(kwargs, message):
 
 
 def test_auto_backend(monkeypatch):
-    from symm_keras.evaluation import knn, resolve_backend
+    from symm_keras.neighbors import exact as knn
+    from symm_keras.neighbors import resolve_backend
 
     monkeypatch.setattr(knn, "accelerator_present", lambda: False)
     assert resolve_backend("auto") == "numpy"
@@ -155,3 +155,16 @@ def test_auto_backend(monkeypatch):
     assert resolve_backend("numpy") == "numpy"
     with pytest.raises(ValueError, match="backend must be one of"):
         resolve_backend("gpu")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("references", [False, True], ids=["self", "gallery"])
+def test_squared_euclidean_is_the_euclidean_search_squared(rng, backend, references):
+    x = rng.normal(size=(300, 6)).astype("float32")
+    gallery = rng.normal(size=(200, 6)).astype("float32") if references else None
+    plain = exact_knn(x, 4, references=gallery, metric="euclidean", backend=backend, block_size=64)
+    squared = exact_knn(x, 4, references=gallery, metric="squared_euclidean", backend=backend, block_size=64)
+    np.testing.assert_array_equal(squared[0], plain[0])
+    np.testing.assert_allclose(squared[1], plain[1] ** 2, rtol=1e-5, atol=1e-6)
+    y = x if gallery is None else gallery
+    np.testing.assert_allclose(squared[1], np.sum((x[:, None] - y[squared[0]]) ** 2, axis=-1), rtol=1e-4, atol=1e-5)

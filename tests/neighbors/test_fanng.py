@@ -3,10 +3,8 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("numba")
-
-from symm_keras.mining.exact_knn import exact_knn  # noqa: E402
-from symm_keras.mining.fanng import build_fanng, fanng_neighbours, fanng_search  # noqa: E402
+from symm_keras.neighbors import exact_knn
+from symm_keras.neighbors.fanng import build_fanng, calibrate_search_budget, fanng_neighbours, fanng_search
 
 
 def clustered(n, n_classes, dim, seed=0, latent_dim=12, spread=0.4, noise=0.1):
@@ -35,7 +33,7 @@ def test_recall_against_exact_once_build_reaches_target(n, n_classes, dim):
     k = 20
     idx, dist, graph = fanng_neighbours(x, k, seed=0, return_graph=True)
     assert graph.reached_target and graph.success_rate >= 0.98
-    exact_idx, exact_dist = exact_knn(x, k)
+    exact_idx, exact_dist = exact_knn(x, k, metric="squared_euclidean")
     assert recall(idx, exact_idx) >= 0.98
     # Rows ascending, the query itself never listed, distances are the true ones.
     assert np.all(np.diff(dist, axis=1) >= 0)
@@ -88,7 +86,7 @@ def test_thread_count_does_not_change_results():
 def test_budget_controls_recall_and_missing_entries_are_marked():
     x, _ = clustered(1000, 50, 32, seed=5)
     graph = build_fanng(x, seed=0)
-    exact_idx, _ = exact_knn(x, 10)
+    exact_idx, _ = exact_knn(x, 10, metric="squared_euclidean")
     low = recall(fanng_search(graph, 10, budget=10)[0], exact_idx)
     high = recall(fanng_search(graph, 10, budget=400)[0], exact_idx)
     assert high >= low and high >= 0.98
@@ -163,3 +161,37 @@ def test_search_argument_errors():
         fanng_search(graph, 100)
     with pytest.raises(ValueError, match="budget"):
         fanng_search(graph, 10, budget=5)
+
+
+def test_target_recall_picks_the_smallest_budget_that_reaches_it():
+    # Small classes with heavy noise (the case, shrunk): the default budget falls short.
+    x, _ = clustered(1500, 300, 64, seed=6, latent_dim=64, noise=0.6)
+    k = 16
+    exact_idx, _ = exact_knn(x, k, metric="squared_euclidean")
+    graph = build_fanng(x, seed=0)
+    assert recall(fanng_search(graph, k)[0], exact_idx) < 0.99  # default budget
+    # Every vertex a calibration query: the measured recall is the recall of the whole search.
+    calibration = calibrate_search_budget(graph, k, 0.99, calibration_queries=len(x))
+    assert calibration.reached and calibration.queries == len(x) and calibration.budgets_tried > 1
+    at_budget = recall(fanng_search(graph, k, budget=calibration.budget)[0], exact_idx)
+    assert at_budget == pytest.approx(calibration.recall) and at_budget >= 0.99
+    assert recall(fanng_search(graph, k, budget=calibration.budget - 1)[0], exact_idx) < 0.99  # smallest
+    lower = calibrate_search_budget(graph, k, 0.9, calibration_queries=len(x))
+    assert lower.budget < calibration.budget and 0.9 <= lower.recall < calibration.recall
+    # Through fanng_neighbours, on a sample of queries: the whole search lands near the target.
+    idx, _, same = fanng_neighbours(x, k, target_recall=0.99, calibration_queries=300, return_graph=True)
+    sampled = same.search_calibration
+    assert sampled.queries == 300 and sampled.recall >= 0.99 and sampled.target_recall == 0.99
+    assert recall(idx, exact_idx) >= 0.98
+
+
+def test_target_recall_arguments_are_checked():
+    x, _ = clustered(200, 10, 8)
+    graph = build_fanng(x, seed=0)
+    with pytest.raises(ValueError, match="not both"):
+        fanng_neighbours(x, 5, budget=100, target_recall=0.9)
+    with pytest.raises(ValueError, match="target_recall"):
+        calibrate_search_budget(graph, 5, 1.5)
+    with pytest.raises(ValueError, match="calibration_queries"):
+        calibrate_search_budget(graph, 5, 0.9, calibration_queries=0)
+    assert graph.search_calibration is None

@@ -1,6 +1,6 @@
 """FANNG traverse-add (Harwood & Drummond 2016, Alg. 2 + 4) vs a literal Python loop.
 
-The oracle follows the rules written in ``symm_keras.mining.fanng``'s docstring
+The oracle follows the rules written in ``symm_keras.neighbors.fanng``'s docstring
 one step at a time, in float64, on integer-valued points (every squared
 distance is exact in float32 too, so ties are resolved identically):
 
@@ -22,9 +22,7 @@ import bisect
 import numpy as np
 import pytest
 
-pytest.importorskip("numba")
-
-from symm_keras.mining import fanng  # noqa: E402
+from symm_keras.neighbors import fanng
 
 
 def grid_points(n, dim, side, seed):
@@ -211,7 +209,7 @@ def test_greedy_step_bounds_never_exceed_the_full_distances():
 def test_locality_order_keeps_neighbours_close_in_memory():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4000, 8)).astype(np.float32)
-    order = fanng.locality_order(x, cell_size=32, seed=0)  # evaluation.knn's, shared with the tiled search
+    order = fanng.locality_order(x, cell_size=32, seed=0)  # neighbors.tiled's, shared with the exact search
     assert sorted(order.tolist()) == list(range(len(x)))
     # Consecutive rows in the new order are far closer than in a random order.
     step = np.sum((x[order[1:]] - x[order[:-1]]) ** 2, axis=1).mean()
