@@ -34,8 +34,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_damlrrm.py
 	$(PY) benchmarks/bench_train_step.py --batch_size 16 --jit_compile false
 
+# RECIPE=official (the released Symm code's training, default) or paper; the plan and its GPU-time estimate print first.
+RECIPE ?= official
 reproduce-cub reproduce-cars196 reproduce-sop: $(STAMP)
-	$(PY) -m experiments.reproduce --dataset $(subst reproduce-,,$@)
+	$(PY) -m experiments.reproduce --dataset $(subst reproduce-,,$@) --recipe $(RECIPE)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

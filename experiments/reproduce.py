@@ -4,10 +4,20 @@ download → prepare → train every implemented Symm row of the dataset's table
 (Table 1 CUB, 2 Cars196, 3 SOP) and its baseline → evaluate → one comparison
 table of our numbers next to the paper's::
 
-    python -m experiments.reproduce --dataset cub [--data_root data/cub] [--logdir runs/reproduce/cub]
+    python -m experiments.reproduce --dataset cub [--recipe official|paper] [--data_root data/cub]
+        [--logdir runs/reproduce/cub] [--show_plan]
 
-Each row is one ``python -m experiments.train --config <row>`` run in its own
-run directory, so an interrupted reproduction restarted with the same command
+Before anything else it prints the plan: per row the recipe's steps, batch,
+learning rates, weight decay, head multiplier, preprocessing, evaluation
+and reported result, with an *estimated* GPU time (:func:`estimate_gpu_hours`,
+from documented throughput figures, not a measurement); the full resolved
+plans (``experiments.configs.recipes.resolve_recipe``) go to
+``<logdir>/plan.json``; ``--show_plan`` prints them as JSON and exits without
+touching data. ``--recipe`` (default ``official``, the released code's
+training) is passed to every run.
+
+Each row is one ``python -m experiments.train --config <row> --recipe <recipe>``
+run in its own run directory, so an interrupted reproduction restarted with the same command
 resumes the unfinished row from its last checkpoint and skips finished rows.
 It needs a GPU (ten GoogLeNet trainings) and, unless the dataset and the
 ImageNet GoogLeNet weights are already on disk, internet; it says so and
@@ -27,7 +37,15 @@ import sys
 
 from absl import app, flags
 
-from experiments.configs import STANDARD_RECALL_KS
+from experiments.configs import STANDARD_RECALL_KS, recipes
+
+# Documented throughput figures behind the time estimate (docs/gpu.md, one H100, Keras on JAX, float32):
+# the GoogLeNet 227 px Symm+N-pair train step at batch 128, and the CUB test-set embedding pass (5,864 images
+# in 0.39 s). The Symm paper's own figure (Training Speed and Memory): 0.8866 s per Symm+N-pair batch of 128
+# on a Tesla P40.
+H100_TRAIN_IMAGES_PER_S = 3989.0
+H100_EMBED_IMAGES_PER_S = 5864 / 0.39
+P40_SECONDS_PER_BATCH_128 = 0.8866
 
 DOWNLOAD_HOSTS = {
     "cub": ("data.caltech.edu", 443),
@@ -49,6 +67,8 @@ def define_flags():
     flags.DEFINE_string("weights_dir", None, "Where the ImageNet weights are (default $SYMM_KERAS_WEIGHTS "
                         "or ~/.keras/symm_keras); downloaded there if missing.")
     flags.DEFINE_string("weights_mirror", None, "Base URL tried first for the weights.")
+    flags.DEFINE_string("recipe", "official", "Recipe of every row: official (the released code) or paper.")
+    flags.DEFINE_bool("show_plan", False, "Print every row's resolved plan as JSON and exit (touches no data).")
     flags.mark_flag_as_required("dataset")
 
 
@@ -100,6 +120,42 @@ def rows_for(dataset, methods=None):
             if methods is None or method in methods:
                 names.append(symm.symm_config_name(method, dataset))
     return names
+
+
+def estimate_gpu_hours(plan):
+    """Estimated H100 hours of one resolved plan: training images / 3,989 img/s plus every evaluation's
+    embedding pass (step 0 included) / 15,036 img/s; k-means, kNN and input-pipeline stalls not included."""
+    steps, batch = plan["steps"], plan["batch"]["batch_size"]
+    every = plan["evaluation"]["eval_every"] or steps
+    evaluations = steps // every + 1 + (steps % every != 0)
+    seconds = steps * batch / H100_TRAIN_IMAGES_PER_S
+    seconds += evaluations * recipes.TEST_IMAGES[plan["dataset"]] / H100_EMBED_IMAGES_PER_S
+    return seconds / 3600
+
+
+def plan_summary(plans):
+    """The printed plan: one line per row with its estimated GPU time, and the total."""
+    lines = ["row | recipe | steps | batch | lr at 0/5k/10k/15k | weight decay | head | preprocessing | eval | "
+             "reported | est. H100 h (P40 h, paper's step time)"]  # fmt: skip
+    total = 0.0
+    for plan in plans:
+        lr = plan["lr_at_step"]
+        hours = estimate_gpu_hours(plan)
+        total += hours
+        p40 = plan["steps"] * P40_SECONDS_PER_BATCH_128 * plan["batch"]["batch_size"] / 128 / 3600
+        head = plan["head_multiplier"]
+        lines.append(
+            f"{plan['config']} | {plan['recipe']} | {plan['steps']} | {plan['batch']['layout']} | "
+            f"{lr['0']:.2g}/{lr['5000']:.2g}/{lr['10000']:.2g}/{lr['15000']:.2g} | "
+            f"{plan['weight_decay']['form']} {plan['weight_decay']['value']:g} | "
+            f"{head['value']:g}x {head['kind']} (effective {head['effective']:g}x) | "
+            f"{plan['preprocessing']['pipeline']}{' +box' if plan['preprocessing']['bbox_crop'] else ''} | "
+            f"{plan['evaluation']['distance']} every {plan['evaluation']['eval_every']} | "
+            f"{plan['reported_result']['primary']} | {hours:.2f} ({p40:.1f})"
+        )
+    lines.append(f"estimated total: {total:.1f} GPU hours on one H100 (an estimate from docs/gpu.md throughput "
+                 "figures, not a measurement; k-means/kNN per evaluation and data-loading stalls not included)")
+    return "\n".join(lines) + "\n"
 
 
 def comparison_table(dataset, results):
@@ -198,11 +254,25 @@ def prepare_weights(backbones, weights_dir, mirror=None):
             fail(f"fetching the {backbone} weights failed: {err}")
 
 
+def resolved_plans(dataset, recipe, methods=None):
+    """The resolved plan (``recipes.resolve_recipe``) of every row ``make reproduce-<dataset>`` trains."""
+    return [recipes.resolve_recipe(row, recipe) for row in rows_for(dataset, methods)]
+
+
 def reproduce(dataset, root, logdir, methods=None, allow_cpu=False, extra_train_flags=(), mirror=None,
-              weights_dir=None, weights_mirror=None):  # fmt: skip
-    """Download → prepare → train each row (resumable) → ``<logdir>/comparison.md``; returns the table."""
+              weights_dir=None, weights_mirror=None, recipe="official"):  # fmt: skip
+    """Plan → download → prepare → train each row (resumable) → ``<logdir>/comparison.md``; returns the table."""
     from symm_keras.models.registry import WEIGHTS_ENV, weights_dir as default_weights_dir
 
+    try:
+        plans = resolved_plans(dataset, recipe, methods)
+    except ValueError as err:
+        fail(str(err))
+    print(f"plan: Symm {dataset}, recipe {recipe} (full plans in {os.path.join(logdir, 'plan.json')})", flush=True)
+    print(plan_summary(plans), flush=True)
+    os.makedirs(logdir, exist_ok=True)
+    with open(os.path.join(logdir, "plan.json"), "w") as f:
+        json.dump(plans, f, indent=1)
     gpu = find_gpu()
     if gpu is None and not allow_cpu:
         fail(
@@ -224,8 +294,8 @@ def reproduce(dataset, root, logdir, methods=None, allow_cpu=False, extra_train_
         run_dir = os.path.join(logdir, row)
         result_file = os.path.join(run_dir, "results.json")
         if not os.path.exists(result_file):
-            cmd = [sys.executable, "-m", "experiments.train", f"--config={row}", f"--data_root={root}",
-                   f"--logdir={run_dir}"] + extra_train_flags  # fmt: skip
+            cmd = [sys.executable, "-m", "experiments.train", f"--config={row}", f"--recipe={recipe}",
+                   f"--data_root={root}", f"--logdir={run_dir}"] + extra_train_flags  # fmt: skip
             print("+", " ".join(cmd), flush=True)
             if subprocess.call(cmd, env=env) != 0:
                 fail(f"training {row} failed; rerun the same command to resume it from its last checkpoint")
@@ -242,6 +312,12 @@ def reproduce(dataset, root, logdir, methods=None, allow_cpu=False, extra_train_
 def main(argv):
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}")
+    if FLAGS.show_plan:
+        try:
+            print(json.dumps(resolved_plans(FLAGS.dataset, FLAGS.recipe, FLAGS.methods), indent=1))
+        except ValueError as err:
+            fail(str(err))
+        return 0
     reproduce(
         FLAGS.dataset,
         FLAGS.data_root or os.path.join("data", FLAGS.dataset),
@@ -252,6 +328,7 @@ def main(argv):
         mirror=FLAGS.mirror,
         weights_dir=FLAGS.weights_dir,
         weights_mirror=FLAGS.weights_mirror,
+        recipe=FLAGS.recipe,
     )
     return 0
 
