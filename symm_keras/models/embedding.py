@@ -8,8 +8,9 @@ globally pooled GoogLeNet features:
 * DAMLRRM (Sec. 4.1): 512-d;
 * Smart Mining (Sec. 4): 64-d;
 
-and train it with a 10× learning rate (``head_lr_multipliers`` +
-``lr_multiplier.with_lr_multipliers``)::
+and DAMLRRM and Smart Mining train it with a 10× learning rate
+(``head_lr_multipliers`` + ``lr_multiplier.with_lr_multipliers``; the Symm
+paper states no multiplier)::
 
     e = W f + b,    W ~ Glorot-uniform, b = 0,    optionally e ← e / max(‖e‖, ε)
 """

@@ -1,9 +1,11 @@
 """Per-variable learning-rate multipliers for Keras optimizers (Caffe's ``lr_mult``).
 
-All three papers train the randomly initialised embedding layer with a learning
-rate 10 times that of the pretrained backbone (Symm Sec. "Implementation
-details", DAMLRRM Sec. 4.1: "10 times faster for the new layers", Smart
-Mining Sec. 4: "multiplied by 10").
+DAMLRRM (Sec. 4: "10 times faster for the newly added fully connected
+layer") and Smart Mining (Sec. 4: "multiplied by 10") train the randomly
+initialised embedding layer with a learning rate 10 times that of the
+pretrained backbone. The Symm paper states no multiplier; its released code
+multiplies the head's *gradient* by 10, which Adam cancels (that form is
+``symm_keras.optimizers.with_coupled_decay(..., gradient_multipliers=...)``).
 
 The multiplier scales the *learning rate* used in each variable's update, not
 its gradient. For SGD both are the same, but Adam normalises the gradient
@@ -133,7 +135,7 @@ class SGDWithLRMultipliers(LRMultiplierMixin, keras.optimizers.SGD):
 
 @register
 class AdamWithLRMultipliers(LRMultiplierMixin, keras.optimizers.Adam):
-    """``keras.optimizers.Adam`` with per-variable LR multipliers (Symm: Adam 1e-4, head 10×)."""
+    """``keras.optimizers.Adam`` with per-variable LR multipliers."""
 
 
 @register
