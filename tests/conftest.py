@@ -1,4 +1,8 @@
-"""Shared test set-up: backend selection, seeds and paths to ../shared data.
+"""Shared test set-up: backend selection, seeds and the real-data directory.
+
+Tests marked ``realdata`` read real images and weights from
+``$SYMM_KERAS_SHARED_DIR`` (default: ``../shared`` beside the checkout) and
+skip, naming the missing path, when they are absent.
 
 The backend comes from ``KERAS_BACKEND`` (``make test`` runs the suite on
 TensorFlow, then the Keras-math suites again on JAX).
@@ -17,7 +21,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
+SHARED = pathlib.Path(os.environ.get("SYMM_KERAS_SHARED_DIR", REPO_ROOT.parent / "shared"))
 CUB_SAMPLE = SHARED / "data" / "cub_sample"
 MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_no_top.weights.h5"
 
@@ -30,12 +34,14 @@ def rng():
 @pytest.fixture
 def cub_sample_dir():
     if not (CUB_SAMPLE / "images.txt").exists():
-        pytest.skip(f"real CUB sample not found at {CUB_SAMPLE} (see ../shared/data/cub_sample/SAMPLE.md)")
+        pytest.skip(f"real CUB sample not found at {CUB_SAMPLE} "
+                    "(set SYMM_KERAS_SHARED_DIR to the directory that holds data/cub_sample)")
     return CUB_SAMPLE
 
 
 @pytest.fixture
 def mobilenet_weights_path():
     if not MOBILENET_WEIGHTS.exists():
-        pytest.skip(f"ImageNet MobileNetV2 weights not found at {MOBILENET_WEIGHTS} (see ../shared/weights/README.md)")
+        pytest.skip(f"ImageNet MobileNetV2 weights not found at {MOBILENET_WEIGHTS} "
+                    "(set SYMM_KERAS_SHARED_DIR to the directory that holds weights/)")
     return MOBILENET_WEIGHTS
