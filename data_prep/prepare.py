@@ -6,7 +6,9 @@
 Steps:
 
 1. parse the official metadata (``symm_keras.data.readers``) into the
-   standard DML class split;
+   standard DML class split, checking it: a bad or repeated id, a label
+   outside the class list, a path listed twice, a class in both splits, ...
+   stop here with every ``file:line`` at fault (``MetadataError``, exit 1);
 2. fail if any listed image is missing, with the list;
 3. decode every image (``--check decode``, default) or only those whose bytes
    look truncated (``--check quick``); corrupt images are left out of the
@@ -15,7 +17,8 @@ Steps:
    are the dataset's own class ids, so leaving a file out shifts nothing;
 4. write ``<root>/split_index.csv`` (paths relative to ``root``;
    ``symm_keras.data.load_split_index`` reads it) and ``prepare_summary.json``
-   (image counts per split against the published ones);
+   (image and class counts against the published ones, classes listed
+   without images; each difference is also printed as a note);
 5. optionally write TFRecord shards (``--tfrecord_shards``), re-encoded at
    ``--tfrecord_resize`` and cropped to the bounding boxes with ``--bbox_crop``
    (off by default, as in the Symm paper; for file-based pipelines use
@@ -65,6 +68,7 @@ def prepare(
     with open(os.path.join(root, "corrupt_images.txt"), "w") as f:
         f.writelines(f"{p}\n" for p in corrupt)
     standard = STANDARD_SPLITS[dataset]
+    published_classes = standard["test_classes"][1]
     summary = {
         "dataset": dataset,
         "root": root,
@@ -74,6 +78,9 @@ def prepare(
         "test_images": int(np.sum(index.split == "test")),
         "published_train_images": standard["train_images"],
         "published_test_images": standard["test_images"],
+        "published_classes": published_classes,
+        "classes_listed": len(index.class_names),
+        "classes_without_images": sorted(set(index.class_names) - set(index.labels.tolist())),
         "corrupt_skipped": list(corrupt),
         "check": check,
         "tfrecords": [],
@@ -85,9 +92,24 @@ def prepare(
         summary["tfrecords"] = write_tfrecord_shards(
             index, out, tfrecord_shards, resize=tfrecord_resize, bbox_crop=bbox_crop, progress=progress
         )
+    summary["notes"] = _notes(summary)
     with open(os.path.join(root, "prepare_summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     return summary
+
+
+def _notes(summary):
+    """One line per way the prepared dataset differs from the published release."""
+    notes = []
+    for key in ("train_images", "test_images", "classes"):
+        if summary[key] != summary[f"published_{key}"]:
+            notes.append(f"{key.replace('_', ' ')}: {summary[key]}, published {summary[f'published_{key}']}")
+    if summary["classes_without_images"]:
+        shown = summary["classes_without_images"][:10]
+        notes.append(f"{len(summary['classes_without_images'])} listed classes have no image, e.g. {shown}")
+    if summary["corrupt_skipped"]:
+        notes.append(f"{len(summary['corrupt_skipped'])} images do not decode and were left out (corrupt_images.txt)")
+    return notes
 
 
 def _define_flags():
@@ -121,9 +143,11 @@ def main(argv):
     except (MissingFilesError, CorruptImagesError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(json.dumps({k: v for k, v in summary.items() if k != "corrupt_skipped"}, indent=2))
-    if summary["corrupt_skipped"]:
-        print(f"skipped {len(summary['corrupt_skipped'])} corrupt images (see corrupt_images.txt)")
+    hidden = ("corrupt_skipped", "classes_without_images", "notes")
+    print(json.dumps({k: v for k, v in summary.items() if k not in hidden}, indent=2))
+    print("metadata checked: ids, labels, class list and splits are consistent")
+    for note in summary["notes"]:
+        print(f"note: {note}")
     return 0
 
 

@@ -8,7 +8,11 @@ split, so both TFDS splits are read and re-split by class (CUB 1–100 /
 101–200, Cars196 1–98 / 99–196); SOP's TFDS splits are ``Ebay_train`` /
 ``Ebay_test`` and are kept. TFDS labels are 0-based; they are written as the
 official 1-based class ids (``label + 1``), the same ids the official-layout
-readers give.
+readers give. The export is checked like the official layouts (label within
+the builder's classes and the dataset's class ids, every class in one split,
+:func:`symm_keras.data.split_index.index_problems`); a fault raises
+``MetadataError`` naming the TFDS split and example number, and no
+``split_index.csv`` is written.
 
 The encoded image bytes are written unchanged to
 ``<root>/images/<class id>/<n>.<ext>`` with ``<root>/split_index.csv``, so every
@@ -39,7 +43,14 @@ def export_tfds(dataset, root, data_dir=None, download=False, manual_dir=None, p
     import tensorflow_datasets as tfds
 
     from symm_keras.data.readers import INDEX_FILENAME
-    from symm_keras.data.split_index import TEST, TRAIN, SplitIndex, split_by_class_range
+    from symm_keras.data.split_index import (
+        TEST,
+        TRAIN,
+        MetadataError,
+        SplitIndex,
+        index_problems,
+        split_by_class_range,
+    )
 
     if dataset not in TFDS_NAMES:
         raise ValueError(f"dataset must be one of {tuple(TFDS_NAMES)}, got {dataset!r}.")
@@ -52,8 +63,9 @@ def export_tfds(dataset, root, data_dir=None, download=False, manual_dir=None, p
     feature = builder.info.features[label_key]
     if getattr(feature, "names", None) and not feature.names[0].isdigit():
         class_names = {i + 1: name for i, name in enumerate(feature.names)}
+    num_classes = getattr(feature, "num_classes", None)
     root = os.path.abspath(root)
-    paths, labels, split, supers = [], [], [], []
+    paths, labels, split, supers, origins, problems = [], [], [], [], [], []
     bar = None
     if progress:
         from tqdm import tqdm
@@ -62,7 +74,11 @@ def export_tfds(dataset, root, data_dir=None, download=False, manual_dir=None, p
     for tfds_split in ("train", "test"):
         ds = builder.as_dataset(split=tfds_split, decoders={"image": tfds.decode.SkipDecoding()}, shuffle_files=False)
         for n, example in enumerate(ds.as_numpy_iterator()):
+            origin = f"TFDS {TFDS_NAMES[dataset]} {tfds_split} example {n}"
             label = int(example[label_key]) + 1
+            if num_classes is not None and not 1 <= label <= num_classes:
+                problems.append(f"{origin}: label {label - 1} is outside the {num_classes} classes 0-{num_classes - 1}.")
+                continue
             encoded = example["image"]
             rel = os.path.join("images", str(label), f"{tfds_split}_{n:06d}.{_extension(encoded)}")
             os.makedirs(os.path.join(root, os.path.dirname(rel)), exist_ok=True)
@@ -71,13 +87,14 @@ def export_tfds(dataset, root, data_dir=None, download=False, manual_dir=None, p
             paths.append(rel)
             labels.append(label)
             split.append(TRAIN if tfds_split == "train" else TEST)
+            origins.append(origin)
             if dataset == "sop":
                 supers.append(int(example["super_class_id"]) + 1)
             if bar is not None:
                 bar.update(1)
     if bar is not None:
         bar.close()
-    if not paths:
+    if not paths and not problems:
         raise ValueError(f"TFDS {TFDS_NAMES[dataset]} yielded no images (data_dir={data_dir!r}).")
     label_array = np.array(labels, dtype=np.int64)
     split_array = np.array(split, dtype=str) if dataset == "sop" else split_by_class_range(label_array, dataset)
@@ -90,6 +107,9 @@ def export_tfds(dataset, root, data_dir=None, download=False, manual_dir=None, p
         class_names=class_names,
         super_labels=np.array(supers, dtype=np.int64) if dataset == "sop" else None,
     )
+    problems += index_problems(index, origins)
+    if problems:
+        raise MetadataError(f"TFDS {TFDS_NAMES[dataset]}", problems)
     index.save_csv(os.path.join(root, INDEX_FILENAME))
     return index
 

@@ -18,7 +18,11 @@ pipelines given ``encoded_images``, the prepared bytes of every row). Corrupt
 images are skipped (``on_corrupt="skip"``: counted, warned with the paths,
 never sampled, labels untouched) or fail the run (``on_corrupt="fail"``). A
 file damaged inside its data that only ``"decode"`` would catch stops
-iteration with TensorFlow's ``InvalidArgumentError``.
+iteration (and ``model.fit``) with an ``InvalidArgumentError`` whose message
+names the file and its index row and points at ``python -m data_prep.prepare
+--check decode`` (or ``validate="decode"``): each image's transform runs under
+``ignore_errors`` and a graph-side check of the element ids stops at the
+first element that went missing (:func:`_map_rows`).
 """
 
 import numpy as np
@@ -27,14 +31,26 @@ import tensorflow as tf
 from symm_keras.data.image_check import check_images
 from symm_keras.data.preprocessing import ImagePreprocessing
 from symm_keras.data.samplers import AsymmetricSampler, ClassBalancedSampler, TripletSampler
+from symm_keras.data.split_index import SplitIndex
 
 AUTOTUNE = tf.data.AUTOTUNE
 VALIDATE = ("quick", "decode", "exist", "none")
 _ENDLESS = 2**62
 
 
+def _check_index(index, function):
+    if not isinstance(index, SplitIndex):
+        raise TypeError(
+            f"{function} takes a SplitIndex of image files (symm_keras.data.load_split_index), got "
+            f"{type(index).__name__}. For arrays in memory use symm_keras.data.PKArrayBatches(x, y, "
+            "classes_per_batch, images_per_class, seed=0) with model.fit (no TensorFlow needed)."
+        )
+    return index
+
+
 def eligible_rows(index, validate="quick", on_corrupt="skip"):
     """Rows that may be sampled, after the checks chosen by ``validate`` (module docstring)."""
+    _check_index(index, "eligible_rows")
     if validate not in VALIDATE:
         raise ValueError(f"validate must be one of {VALIDATE}, got {validate!r}.")
     if len(index) == 0:
@@ -89,6 +105,49 @@ def _drop_rows(images, labels, rows):
     return images, labels
 
 
+def _map_rows(elements, transform, row_of, index, first, count, num_parallel_calls):
+    """``transform(row, element)`` over ``(row, element id)`` pairs, in order; a failure names its file.
+
+    Failed elements are dropped by ``ignore_errors``; a scan over the element
+    ids (consecutive from ``first``) then stops at the first gap with an
+    assertion naming the missing element's path (``row_of(element)`` gives its
+    row; computed only then). A finite stream (``count`` elements) ends with a
+    sentinel so a failure of its last element is caught too; ``take(count)``
+    keeps the sentinel out. Everything runs in the tf.data graph; the
+    cardinality stays known (``count``, or infinite).
+    """
+    mapped = elements.map(
+        lambda row, element: (*transform(row, element), element),
+        num_parallel_calls=num_parallel_calls,
+        deterministic=True,
+    ).ignore_errors()
+    if count is not None:
+        blank = tf.nest.map_structure(lambda spec: tf.zeros([d or 0 for d in spec.shape], spec.dtype), mapped.element_spec[:3])
+        mapped = mapped.concatenate(tf.data.Dataset.from_tensors((*blank, tf.constant(first + count, tf.int64))))
+    paths = tf.constant(index.full_paths())
+    hint = (
+        f"does not decode (damaged or not an image) or cannot be read. Run `python -m data_prep.prepare "
+        f"--dataset {index.dataset} --root <dataset folder> --check decode` to find every such file and leave it "
+        "out of split_index.csv, or build the pipeline with `validate=decode` (every image decoded once first)."
+    )
+
+    def check(expected, element):
+        def fail():
+            row = row_of(expected)
+            where = tf.strings.join(["input pipeline: image ", tf.gather(paths, row), " (index row ", tf.strings.as_string(row), ") "])
+            stop = tf.debugging.Assert(False, [tf.strings.join([where, hint])])
+            with tf.control_dependencies([stop]):
+                return tf.identity(expected)
+
+        seen = tf.cond(tf.equal(element[3], expected), lambda: expected, fail)
+        return seen + 1, element[:3]
+
+    checked = mapped.scan(tf.constant(first, tf.int64), check)
+    if count is None:  # keep the cardinality Keras reads (ignore_errors makes it unknown)
+        return checked.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+    return checked.take(count).apply(tf.data.experimental.assert_cardinality(count))
+
+
 def sampler_batches(
     index,
     sampler,
@@ -109,6 +168,7 @@ def sampler_batches(
     ``encoded_images``: optional per-row encoded bytes held in memory
     (:func:`symm_keras.data.tfrecords.load_encoded_images`) instead of file reads.
     """
+    _check_index(index, "sampler_batches")
     start_step = int(start_step)
     if start_step < 0:
         raise ValueError(f"start_step must be >= 0, got {start_step}.")
@@ -123,9 +183,14 @@ def sampler_batches(
         rows = tf.ensure_shape(rows, [batch_size])
         return rows, step * batch_size + tf.range(batch_size, dtype=tf.int64)
 
-    dataset = tf.data.Dataset.range(start_step, end).map(rows_of).unbatch()
-    dataset = dataset.map(
-        lambda row, element: table.train(row, element, seed), num_parallel_calls=num_parallel_calls, deterministic=True
+    dataset = _map_rows(
+        tf.data.Dataset.range(start_step, end).map(rows_of).unbatch(),
+        lambda row, element: table.train(row, element, seed),
+        lambda element: rows_of(element // batch_size)[0][element % batch_size],
+        index,
+        first=start_step * batch_size,
+        count=None if num_steps is None else int(num_steps) * batch_size,
+        num_parallel_calls=num_parallel_calls,
     )
     dataset = dataset.batch(batch_size, drop_remainder=True)
     if not with_rows:
@@ -152,8 +217,10 @@ def pk_batches(
 
     Layout: ``[c1 × K, c2 × K, …, cP × K]``, P distinct classes. Use
     ``ClassBalancedSampler(index.labels, P, K, seed).steps_per_epoch`` for
-    ``model.fit(steps_per_epoch=…)``.
+    ``model.fit(steps_per_epoch=…)``. For arrays in memory use
+    :class:`~symm_keras.data.array_batches.PKArrayBatches`.
     """
+    _check_index(index, "pk_batches")
     rows = eligible_rows(index, validate if encoded_images is None else "none", on_corrupt)
     sampler = ClassBalancedSampler(
         index.labels, classes_per_batch, images_per_class, seed=seed, small_classes=small_classes, eligible=rows
@@ -187,6 +254,7 @@ def asymmetric_batches(
     Layout: the first ``m·k`` rows are the neat batch ``B^x`` (class-grouped),
     the last ``shuffled_size`` rows the shuffled batch ``B^s``.
     """
+    _check_index(index, "asymmetric_batches")
     rows = eligible_rows(index, validate if encoded_images is None else "none", on_corrupt)
     sampler = AsymmetricSampler(
         index.labels,
@@ -330,12 +398,20 @@ def eval_dataset(
     with ``on_corrupt="skip"`` are left out: use ``with_rows=True`` to know
     which rows were embedded.
     """
+    _check_index(index, "eval_dataset")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
-    rows = eligible_rows(index, validate if encoded_images is None else "none", on_corrupt)
+    rows = eligible_rows(index, validate if encoded_images is None else "none", on_corrupt).astype(np.int64)
     table = _ImageTable(index, preprocessing, encoded_images)
-    dataset = tf.data.Dataset.from_tensor_slices(rows.astype(np.int64))
-    dataset = dataset.map(table.test, num_parallel_calls=num_parallel_calls, deterministic=True)
+    dataset = _map_rows(
+        tf.data.Dataset.from_tensor_slices((rows, np.arange(len(rows), dtype=np.int64))),
+        lambda row, element: table.test(row),
+        lambda element: tf.gather(tf.constant(rows), element),
+        index,
+        first=0,
+        count=len(rows),
+        num_parallel_calls=num_parallel_calls,
+    )
     dataset = dataset.batch(int(batch_size))
     if not with_rows:
         dataset = dataset.map(_drop_rows)

@@ -1,7 +1,7 @@
 """The split index: one row per image — (path, label, split) — plus metadata.
 
-Deep-metric-learning benchmarks split by *class*, not by image (design.md,
-"Dataset splits"): the first half of the classes trains, the second half
+Deep-metric-learning benchmarks split by *class*, not by image (docs/data.md,
+"Official layouts read"): the first half of the classes trains, the second half
 tests, so no test class is ever seen in training.
 
 | dataset | train classes | test classes | train / test images |
@@ -25,7 +25,7 @@ import numpy as np
 TRAIN = "train"
 TEST = "test"
 
-#: Official DML class split and image counts (design.md, "Dataset splits").
+#: Official DML class split and image counts (docs/data.md, "Official layouts read").
 STANDARD_SPLITS = {
     "cub": {"train_classes": (1, 100), "test_classes": (101, 200), "train_images": 5864, "test_images": 5924},
     "cars196": {"train_classes": (1, 98), "test_classes": (99, 196), "train_images": 8054, "test_images": 8131},
@@ -49,6 +49,34 @@ class MissingFilesError(FileNotFoundError):
             "Download/extract the dataset again (python -m data_prep.download), or restrict the index "
             "to the images you have (SplitIndex.restrict_classes / SplitIndex.existing)."
         )
+
+
+class MetadataError(ValueError):
+    """A dataset's metadata contradicts itself; ``problems`` lists each as ``"file:line: what"``."""
+
+    def __init__(self, source, problems):
+        self.source = str(source)
+        self.problems = list(problems)
+        shown = "\n  ".join(self.problems[:30])
+        more = f"\n  ... and {len(self.problems) - 30} more" if len(self.problems) > 30 else ""
+        super().__init__(
+            f"{len(self.problems)} problems in the metadata of {self.source}:\n  {shown}{more}\n"
+            "Nothing was read: a wrong id, label or split would silently mislabel images or leak test images "
+            "into training. Fix these lines or restore the official files (python -m data_prep.download)."
+        )
+
+
+def parse_positive_int(text, what, where, problems):
+    """``int(text)`` when it is a positive integer, else ``None`` with ``"where: what ..."`` added to ``problems``."""
+    try:
+        value = int(text)
+    except ValueError:
+        problems.append(f"{where}: {what} {text!r} is not an integer.")
+        return None
+    if value < 1:
+        problems.append(f"{where}: {what} {value} is not a positive integer.")
+        return None
+    return value
 
 
 def check_dataset_name(dataset):
@@ -189,13 +217,20 @@ class SplitIndex:
 
     @classmethod
     def load_csv(cls, filename, root=None):
-        """Read an index written by :meth:`save_csv` (``root`` defaults to the CSV's folder)."""
+        """Read an index written by :meth:`save_csv` (``root`` defaults to the CSV's folder).
+
+        Raises :class:`MetadataError` naming each bad ``file:line`` (see :func:`index_problems`).
+        """
         with open(filename, newline="") as f:
             header = f.readline()
             if not header.startswith("# symm_keras split index: dataset="):
                 raise ValueError(f"{filename} is not a symm_keras split index (bad first line {header!r}).")
             dataset = check_dataset_name(header.strip().split("=", 1)[1])
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            rows, where = [], []
+            for row in reader:
+                rows.append(row)
+                where.append(f"{filename}:{reader.line_num + 1}")  # + the comment line
         if not rows:
             raise ValueError(f"split index {filename} has no rows.")
         missing_fields = set(_CSV_FIELDS) - set(rows[0])
@@ -203,25 +238,44 @@ class SplitIndex:
             raise ValueError(f"split index {filename} lacks columns {sorted(missing_fields)}.")
         has_box = rows[0]["bbox_x"] != ""
         has_super = rows[0]["super_label"] != ""
+        problems, good = [], []
+        labels, supers, boxes = [], [], []
+        for i, (origin, r) in enumerate(zip(where, rows)):
+            label = parse_positive_int(r["label"], "label", origin, problems)
+            sup = parse_positive_int(r["super_label"], "super_label", origin, problems) if has_super else 0
+            if r["split"] not in (TRAIN, TEST):
+                problems.append(f"{origin}: split {r['split']!r} is not 'train' or 'test'.")
+                continue
+            try:
+                box = [float(r[k]) for k in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")] if has_box else None
+            except ValueError:
+                problems.append(f"{origin}: bounding box {[r[k] for k in ('bbox_x', 'bbox_y', 'bbox_w', 'bbox_h')]} is not four numbers.")
+                continue
+            if label is not None and sup is not None:
+                good.append(i)
+                labels.append(label)
+                supers.append(sup)
+                boxes.append(box)
         names_file = os.path.splitext(filename)[0] + ".classes.csv"
         class_names = {}
         if os.path.exists(names_file):
             with open(names_file, newline="") as f:
                 class_names = {int(r["label"]): r["name"] for r in csv.DictReader(f)}
-        return cls(
+        kept = [rows[i] for i in good]
+        index = cls(
             dataset=dataset,
             root=os.path.abspath(root or os.path.dirname(os.path.abspath(filename))),
-            paths=np.array([r["path"] for r in rows], dtype=str),
-            labels=np.array([int(r["label"]) for r in rows], dtype=np.int64),
-            split=np.array([r["split"] for r in rows], dtype=str),
+            paths=np.array([r["path"] for r in kept], dtype=str),
+            labels=np.array(labels, dtype=np.int64),
+            split=np.array([r["split"] for r in kept], dtype=str),
             class_names=class_names,
-            bboxes=np.array(
-                [[float(r[k]) for k in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")] for r in rows], dtype=np.float32
-            )
-            if has_box
-            else None,
-            super_labels=np.array([int(r["super_label"]) for r in rows], dtype=np.int64) if has_super else None,
+            bboxes=np.array(boxes, dtype=np.float32).reshape(-1, 4) if has_box else None,
+            super_labels=np.array(supers, dtype=np.int64) if has_super else None,
         )
+        problems += index_problems(index, [where[i] for i in good], class_list=names_file)
+        if problems:
+            raise MetadataError(filename, problems)
+        return index
 
 
 def split_by_class_range(labels, dataset):
@@ -229,3 +283,42 @@ def split_by_class_range(labels, dataset):
     lo, hi = STANDARD_SPLITS[check_dataset_name(dataset)]["train_classes"]
     labels = np.asarray(labels)
     return np.where((labels >= lo) & (labels <= hi), TRAIN, TEST).astype(str)
+
+
+
+def index_problems(index, origins, class_list="the class list", label_origins=None):
+    """Inconsistencies of ``index`` as ``"origin: what is wrong"`` strings (empty: none).
+
+    ``origins[i]`` names where row ``i`` came from (``".../images.txt:5"``),
+    ``label_origins[i]`` where its label came from (default: ``origins``).
+    Checked: every class id lies in the dataset's ids (1 to its last test
+    class) and, when the index has class names, in ``class_list`` (their
+    source, for the message); no path is listed twice (a second listing in the
+    other split would leak a test image into training); every class lies in
+    one split only (the DML splits are by class).
+    """
+    problems = []
+    label_origins = origins if label_origins is None else label_origins
+    last = STANDARD_SPLITS[index.dataset]["test_classes"][1]
+    labels, splits, paths = index.labels.tolist(), index.split.tolist(), index.paths.tolist()
+    for origin, label in zip(label_origins, labels):
+        if index.class_names and label not in index.class_names:
+            problems.append(f"{origin}: class {label} is not in {class_list}.")
+        elif not 1 <= label <= last:
+            problems.append(f"{origin}: class {label} is outside the {index.dataset} class ids 1-{last}.")
+    first_row = {}
+    for i, path in enumerate(paths):
+        j = first_row.setdefault(os.path.normpath(path), i)
+        if j != i:
+            leak = f", now in the {splits[i]} split after the {splits[j]} split" if splits[i] != splits[j] else ""
+            problems.append(f"{origins[i]}: {path} is listed again (first at {origins[j]}{leak}).")
+    class_row, reported = {}, set()
+    for i, (label, part) in enumerate(zip(labels, splits)):
+        j = class_row.setdefault(label, i)
+        if splits[j] != part and label not in reported:
+            reported.add(label)
+            problems.append(
+                f"{label_origins[i]}: class {label} is in the {part} split here but in the {splits[j]} split at "
+                f"{label_origins[j]} (the splits are by class)."
+            )
+    return problems

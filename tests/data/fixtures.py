@@ -11,8 +11,12 @@
 Every image is a real JPEG whose pixels are ``class_colour(label)`` plus a
 little noise, so a test can tell from the pixels which class an image is.
 Optional defects: a truncated JPEG (``corrupt``), a greyscale JPEG (``grey``,
-mode "L"), a PNG saved with a ``.jpg`` name (``png``), and a listed file that
-is not on disk (``missing``).
+mode "L"), a PNG saved with a ``.jpg`` name (``png``), a listed file that
+is not on disk (``missing``), and a JPEG whose compressed data is random
+bytes with its markers intact (``scrambled``: only a full decode sees it).
+
+Metadata that lies: :func:`edit_lines` rewrites lines of a txt file,
+:func:`edit_cars_annotations` rewrites ``cars_annos.mat`` in place.
 """
 
 import dataclasses
@@ -37,6 +41,7 @@ class FakeDataset:
     corrupt: list = dataclasses.field(default_factory=list)
     grey: list = dataclasses.field(default_factory=list)
     missing: list = dataclasses.field(default_factory=list)
+    scrambled: list = dataclasses.field(default_factory=list)
     sizes: dict = dataclasses.field(default_factory=dict)  # relative path -> (height, width)
 
 
@@ -66,12 +71,64 @@ def truncate(path, keep=0.4):
         f.write(data[: max(16, int(len(data) * keep))])
 
 
+def scramble(path, seed=0):
+    """Replace a JPEG's entropy-coded data with random bytes, keeping the SOI/SOS/EOI markers.
+
+    The file still starts with ``FF D8`` and ends with ``FF D9``, so a byte
+    sniff (``--check quick``) passes it; decoding fails (``jpeg::Uncompress failed``).
+    """
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    sos = data.index(b"\xff\xda")
+    start = sos + 2 + int.from_bytes(data[sos + 2 : sos + 4], "big")
+    data[start:-2] = np.random.default_rng(seed).integers(0, 256, len(data) - 2 - start, dtype=np.uint8).tobytes()
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+
+
+def edit_lines(path, edit):
+    """Rewrite a text file: ``edit(lines)`` gets and returns the list of lines (without newlines)."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    with open(path, "w") as f:
+        f.writelines(f"{line}\n" for line in edit(lines))
+
+
+def edit_cars_annotations(base, edit):
+    """Rewrite ``base/cars_annos.mat``: ``edit(records)`` gets and returns a list of per-image dicts.
+
+    Each dict holds the annotation fields as Python values (``relative_im_path``
+    str, boxes and ``class`` numbers, ``test``); a value may be replaced by any
+    object ``scipy.io.savemat`` writes (a float, a string, an empty array).
+    """
+    from scipy import io as scipy_io
+
+    filename = os.path.join(base, "cars_annos.mat")
+    mat = scipy_io.loadmat(filename)
+    fields = mat["annotations"].dtype.names
+    records = [
+        {name: a[name].reshape(-1)[0] if a[name].size == 1 else a[name] for name in fields}
+        for a in mat["annotations"].reshape(-1)
+    ]
+    records = edit(records)
+    annotations = np.zeros((1, len(records)), dtype=[(name, "O") for name in fields])
+    for i, record in enumerate(records):
+        for name in fields:
+            value = record[name]
+            annotations[0, i][name] = np.array([value]) if isinstance(value, str) else np.array([[value]])
+    scipy_io.savemat(filename, {"annotations": annotations, "class_names": mat["class_names"]})
+
+
 def _sizes(rng, n):
     return [(int(rng.integers(40, 90)), int(rng.integers(40, 90))) for _ in range(n)]
 
 
-def _apply_defects(root, fake, rel_paths, label_of, corrupt, grey, png, missing):
+def _apply_defects(root, fake, rel_paths, label_of, corrupt, grey, png, missing, scrambled=False):
     """Turn chosen images into defects; ``rel_paths`` are relative to ``root``."""
+    if scrambled:
+        p = rel_paths[4]
+        scramble(os.path.join(root, p))
+        fake.scrambled.append(p)
     if corrupt:
         p = rel_paths[1]
         truncate(os.path.join(root, p))
@@ -89,7 +146,7 @@ def _apply_defects(root, fake, rel_paths, label_of, corrupt, grey, png, missing)
         fake.missing.append(p)
 
 
-def make_cub(base, images_per_class=4, corrupt=False, grey=False, png=False, missing=False, seed=0):
+def make_cub(base, images_per_class=4, corrupt=False, grey=False, png=False, missing=False, seed=0, scrambled=False):
     """A CUB-200-2011 tree under ``base/CUB_200_2011``; returns :class:`FakeDataset`."""
     rng = np.random.default_rng(seed)
     root = os.path.join(base, "CUB_200_2011")
@@ -122,11 +179,13 @@ def make_cub(base, images_per_class=4, corrupt=False, grey=False, png=False, mis
         f.writelines(f"{i} {t}\n" for i, *_, t in rows)
     with open(os.path.join(root, "README"), "w") as f:
         f.write("Caltech-UCSD Birds-200-2011 (test fixture written by tests/data/fixtures.py)\n")
-    _apply_defects(image_dir, fake, rel_paths, fake.labels, corrupt, grey, png, missing)
+    _apply_defects(image_dir, fake, rel_paths, fake.labels, corrupt, grey, png, missing, scrambled)
     return fake
 
 
-def make_cars196(base, images_per_class=4, corrupt=False, grey=False, png=False, missing=False, seed=0):
+def make_cars196(
+    base, images_per_class=4, corrupt=False, grey=False, png=False, missing=False, seed=0, scrambled=False
+):
     """A Cars196 tree (``cars_annos.mat`` + ``car_ims/``) directly under ``base``."""
     from scipy import io as scipy_io
 
@@ -158,11 +217,11 @@ def make_cars196(base, images_per_class=4, corrupt=False, grey=False, png=False,
     for c in range(1, max(classes) + 1):
         names[0, c - 1] = f"Car Make Model {c} 2012"
     scipy_io.savemat(os.path.join(base, "cars_annos.mat"), {"annotations": annotations, "class_names": names})
-    _apply_defects(base, fake, rel_paths, fake.labels, corrupt, grey, png, missing)
+    _apply_defects(base, fake, rel_paths, fake.labels, corrupt, grey, png, missing, scrambled)
     return fake
 
 
-def make_sop(base, corrupt=False, grey=False, png=False, missing=False, seed=0):
+def make_sop(base, corrupt=False, grey=False, png=False, missing=False, seed=0, scrambled=False):
     """An SOP tree under ``base/Stanford_Online_Products`` (2–5 images per class)."""
     rng = np.random.default_rng(seed)
     root = os.path.join(base, "Stanford_Online_Products")
@@ -189,7 +248,7 @@ def make_sop(base, corrupt=False, grey=False, png=False, missing=False, seed=0):
     with open(os.path.join(root, "Ebay_info.txt"), "w") as f:
         f.write("image_id class_id super_class_id path\n")
         f.writelines(f"{i} {c} {s} {p}\n" for part in ("train", "test") for i, c, s, p in tables[part])
-    _apply_defects(root, fake, rel_paths, fake.labels, corrupt, grey, png, missing)
+    _apply_defects(root, fake, rel_paths, fake.labels, corrupt, grey, png, missing, scrambled)
     return fake
 
 

@@ -93,7 +93,7 @@ def test_bad_inputs_have_clear_errors(tmp_path):
     cub = tmp_path / "c"
     fixtures.make_cub(str(cub))
     (cub / "CUB_200_2011" / "image_class_labels.txt").write_text("1\n")
-    with pytest.raises(ValueError, match="line 1: expected 2 fields"):
+    with pytest.raises(data.MetadataError, match=r"image_class_labels.txt:1: expected 2 fields"):
         data.read_cub(str(cub))
     (tmp_path / "cars").mkdir()
     (tmp_path / "cars" / "cars_annos.mat").write_bytes(b"not a mat file")
