@@ -60,8 +60,9 @@ Where each detail comes from. [SM] = the Smart Mining paper (Sec. 3.2.1),
   to itself (0) is free. Default ``max(40·k, 2·k + 200)`` (1,200 for k = 30:
   recall@30 ≈ 0.99 on the benchmark's clustered SOP-size sets, 64-d and 512-d;
   32·k gave 0.978 there). A fixed budget gives a recall that depends on the
-  data (recall@16 0.928 on 1,200 classes × 5 points, 64-d, noise 0.6), so
-  :func:`fanng_neighbours` also takes a ``target_recall`` instead.
+  data (recall@16 0.926 on 1,200 classes × 5 points, 64-d, noise 0.6;
+  ``docs/neighbors.md``), so :func:`fanng_neighbours` also takes a
+  ``target_recall`` instead.
 * [ours] *Target recall*: :func:`calibrate_search_budget` measures
   recall@k (the share of each query's exact ``k`` nearest other samples that
   the search returns; ties at the k-th distance may count as misses) on
