@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Tests that exercise Keras math (losses, layers, ops, evaluation) run again on JAX.
-BACKEND_SUITES := tests/ops tests/losses tests/layers tests/evaluation tests/mining
+BACKEND_SUITES := tests/ops tests/losses tests/layers tests/evaluation tests/neighbors tests/mining
 
 .PHONY: venv test test-slow test-jax demo bench reproduce-cub reproduce-cars196 reproduce-sop clean
 
