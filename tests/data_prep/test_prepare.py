@@ -80,9 +80,19 @@ def test_cli_prepare(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert '"dataset": "sop"' in result.stdout
+    assert "metadata checked" in result.stdout and "note: classes: 10, published 22634" in result.stdout
     assert (tmp_path / "split_index.csv").is_file()
     missing = subprocess.run(
         [sys.executable, "-m", "data_prep.prepare", "--dataset=cub", f"--root={tmp_path}"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert missing.returncode == 1 and "images.txt not found" in missing.stderr
+    # the lie: image id 5 listed again on a line naming a test image used to exit 0
+    fake = fixtures.make_cub(str(tmp_path / "lie"))
+    test_image = [p for p, c in fake.labels.items() if c == 101][0]
+    fixtures.edit_lines(os.path.join(fake.root, "images.txt"), lambda lines: lines + [f"5 {test_image}"])
+    lie = subprocess.run(
+        [sys.executable, "-m", "data_prep.prepare", "--dataset=cub", f"--root={tmp_path / 'lie'}", "--noprogress"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert lie.returncode == 1 and "images.txt:37: image id 5 is listed again (first at line 5)" in lie.stderr

@@ -68,3 +68,29 @@ def test_tfds_export_resplits_by_class_with_official_ids(tmp_path, dataset):
 def test_tfds_export_rejects_unknown_names(tmp_path):
     with pytest.raises(ValueError, match="dataset must be one of"):
         export_tfds("imagenet", str(tmp_path))
+
+
+def test_tfds_export_with_lying_labels_writes_no_index(tmp_path):
+    lying = {
+        "cub": {"train": [0, 1, 250], "test": [150, 100]},  # 250: no such class among 200
+        "sop": {"train": [0, 1], "test": [1, 11318]},  # class 2 (id 1) in both TFDS splits
+    }
+    for dataset, labels in lying.items():
+        saved = TFDS_LABELS[dataset]
+        TFDS_LABELS[dataset] = labels
+        try:
+            with tfds.testing.mock_data(as_dataset_fn=_mock_as_dataset(dataset)):
+                with pytest.raises(data.MetadataError) as info:
+                    export_tfds(dataset, str(tmp_path / dataset), progress=False)
+        finally:
+            TFDS_LABELS[dataset] = saved
+        assert not (tmp_path / dataset / data.INDEX_FILENAME).exists()
+        if dataset == "cub":
+            assert info.value.problems == [
+                "TFDS caltech_birds2011 train example 2: label 250 is outside the 200 classes 0-199."
+            ]
+        else:
+            assert info.value.problems == [
+                "TFDS stanford_online_products test example 0: class 2 is in the test split here but in the train "
+                "split at TFDS stanford_online_products train example 1 (the splits are by class)."
+            ]
