@@ -24,12 +24,17 @@ of the current epoch) implement ``checkpoint_state() -> dict`` (JSON values
 and numpy arrays) and ``restore_checkpoint_state(state)`` and name their
 entry with ``checkpoint_key``; :func:`stateful_callbacks` finds them. A
 checkpoint is written to a temporary directory and renamed into place, so a
-run killed while saving leaves the previous checkpoint intact.
+run killed while saving leaves the previous checkpoint intact; a checkpoint
+that cannot be read anyway (a truncated file, a missing array) is skipped
+with a warning by :meth:`CheckpointManager.restore_latest`, which falls back
+to the one before it.
 """
 
 import json
 import os
 import shutil
+import warnings
+import zipfile
 
 import keras
 import numpy as np
@@ -98,13 +103,24 @@ class CheckpointManager:
         steps = []
         for name in os.listdir(self.directory):
             full = os.path.join(self.directory, name)
-            if name.startswith(_PREFIX) and os.path.exists(os.path.join(full, "state.json")):
+            if name.startswith(_PREFIX) and name[len(_PREFIX) :].isdigit() and os.path.exists(
+                os.path.join(full, "state.json")
+            ):
                 steps.append((int(name[len(_PREFIX) :]), full))
         return [p for _, p in sorted(steps)]
 
     def latest(self):
         found = self.all()
         return found[-1] if found else None
+
+    def latest_state(self):
+        """``(path, state)`` of the newest checkpoint whose ``state.json`` reads, or ``(None, None)``."""
+        for path in reversed(self.all()):
+            try:
+                return path, self.read_state(path)
+            except (OSError, ValueError):
+                continue
+        return None, None
 
     def save(self, step, model, optimizer, state, callbacks=()):
         """Write the checkpoint of ``step``; ``callbacks``: the run's callbacks
@@ -139,29 +155,59 @@ class CheckpointManager:
         return final
 
     @staticmethod
+    def update_state(path, **changes):
+        """Replace entries of checkpoint ``path``'s ``state.json`` (atomically), e.g. the history
+        once the final evaluation is done."""
+        state = dict(CheckpointManager.read_state(path), **changes)
+        tmp = os.path.join(path, "state.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(state, f, indent=1, default=float)
+        os.replace(tmp, os.path.join(path, "state.json"))
+
+    @staticmethod
     def read_state(path):
         with open(os.path.join(path, "state.json")) as f:
             return json.load(f)
 
     @staticmethod
-    def restore(path, model, optimizer, callbacks=()):
+    def read(path):
+        """Every array and the state of checkpoint ``path``, read in full (so damage shows here)."""
+        contents = {"state": CheckpointManager.read_state(path)}
+        for name in ("model", "optimizer", "callbacks"):
+            with np.load(os.path.join(path, f"{name}.npz")) as f:
+                contents[name] = {key: f[key] for key in f.files}
+        return contents
+
+    def restore_latest(self, model, optimizer, callbacks=()):
+        """Restore the newest readable checkpoint; ``(path, state)``, or ``(None, None)`` when there is none.
+
+        A checkpoint that does not read (truncated or missing file) is skipped
+        with a warning naming it and the reason; the one before it is used.
+        """
+        for path in reversed(self.all()):
+            try:
+                contents = self.read(path)
+            except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+                warnings.warn(f"checkpoint {path} is damaged ({type(err).__name__}: {err}); using the one before it",
+                              stacklevel=2)  # fmt: skip
+                continue
+            return path, self.restore(path, model, optimizer, callbacks, contents=contents)
+        return None, None
+
+    @staticmethod
+    def restore(path, model, optimizer, callbacks=(), contents=None):
         """Load a checkpoint into ``model``, a built ``optimizer`` and the
         stateful ``callbacks``; returns its state dict.
 
         A callback without an entry in the checkpoint (a checkpoint written
         before it existed) keeps its fresh state.
         """
-        with np.load(os.path.join(path, "model.npz")) as arrays:
-            _assign(model.variables, arrays, "model", path)
-        with np.load(os.path.join(path, "optimizer.npz")) as arrays:
-            _assign(optimizer.variables, arrays, "optimizer", path)
-        state = CheckpointManager.read_state(path)
+        contents = contents or CheckpointManager.read(path)
+        _assign(model.variables, contents["model"], "model", path)
+        _assign(optimizer.variables, contents["optimizer"], "optimizer", path)
+        state = contents["state"]
         saved = state.get("callbacks", {})
-        arrays = {}
-        array_file = os.path.join(path, "callbacks.npz")
-        if os.path.exists(array_file):
-            with np.load(array_file) as f:
-                arrays = {name: f[name] for name in f.files}
+        arrays = contents["callbacks"]
         for key, callback in stateful_callbacks(callbacks).items():
             if key not in saved:
                 continue

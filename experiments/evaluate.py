@@ -1,10 +1,15 @@
-r"""Evaluate saved embeddings or a saved model: Recall@K, R-precision, MAP@R, NMI, F1.
+r"""Evaluate a training run, saved embeddings or a saved model: Recall@K, R-precision, MAP@R, NMI, F1.
 
+    python -m experiments.evaluate --run runs/x
     python -m experiments.evaluate --embeddings runs/x/test_embeddings.npz --recall_ks 1,10,100,1000
     python -m experiments.evaluate --model runs/x/model.keras --dataset cub \
         --data_root ~/data/CUB_200_2011 --output_json runs/x/eval.json
 
-``--embeddings`` reads a ``.npz`` holding ``embeddings`` (n, d) and
+``--run LOGDIR`` re-evaluates a ``experiments.train`` run: its
+``model.keras`` on its test split, read with the preprocessing, input size,
+batch size, Recall@K cut-offs and k-means seed recorded in ``LOGDIR/run.json``
+(``--data_root`` overrides the recorded dataset directory), so the metrics are
+those of the run's ``results.json``. ``--embeddings`` reads a ``.npz`` holding ``embeddings`` (n, d) and
 ``labels`` (n,). ``--model`` loads a ``.keras`` model and embeds a split of a
 dataset read with ``symm_keras.data`` (test transform: resize, centre crop).
 The Recall@K cut-offs default to the dataset's standard ones
@@ -25,6 +30,7 @@ DATASETS = ("cub", "cars196", "sop")
 
 def define_flags():
     """Define the flags (only when this module is the program)."""
+    flags.DEFINE_string("run", None, "A train.py run directory: re-evaluate its model.keras as the run did.")
     flags.DEFINE_string("embeddings", None, ".npz file with arrays 'embeddings' (n, d) and 'labels' (n,).")
     flags.DEFINE_string("model", None, "Saved .keras model that maps images to embeddings.")
     flags.DEFINE_enum("dataset", None, DATASETS, "Dataset to embed with --model (sets the default --recall_ks).")
@@ -125,6 +131,39 @@ def format_table(metrics):
     return "\n".join(lines)
 
 
+def run_embeddings(run_dir, data_root=None):
+    """``(embeddings, labels, settings)`` of a train.py run's ``model.keras`` on its test split, embedded as the
+    run embedded it (``run.json``); ``settings`` hold the run's ``recall_ks`` and k-means ``seed``."""
+    record_file = os.path.join(run_dir, "run.json")
+    if not os.path.isfile(record_file):
+        raise ValueError(f"--run: {run_dir!r} holds no run.json (not a train.py run directory).")
+    with open(record_file) as handle:
+        record = json.load(handle)
+    model = load_model(os.path.join(run_dir, "model.keras"))
+    test = record["test_source"]
+    if test["kind"] == "images":
+        from symm_keras import data
+
+        from experiments.sources import ImageSource
+
+        index = data.load_split_index(test["dataset"], data_root or test["root"])
+        prep = data.ImagePreprocessing(crop_size=test["input_size"], resize=test["resize"], mode=test["preprocessing"])
+        source = ImageSource(index.test(), prep, "test")
+    elif test["name"] == "digits-test":
+        from experiments.digits import digits_sources
+
+        source = digits_sources()[1]
+    else:
+        raise ValueError(
+            f"--run: the run's test split was in-memory arrays ({test['name']!r}) that cannot be rebuilt; "
+            f"evaluate {os.path.join(run_dir, 'test_embeddings.npz')} with --embeddings."
+        )
+    from experiments.reporting import embed
+
+    embeddings, labels = embed(model, source, record["eval_batch_size"])
+    return embeddings, labels, {"recall_ks": record["recall_ks"], "seed": record["seed"]}
+
+
 def run(
     embeddings_path=None,
     model_path=None,
@@ -138,14 +177,22 @@ def run(
     save_embeddings=None,
     recall_ks=None,
     output_json=None,
+    run_dir=None,
     **evaluate_kwargs,
 ):
     """Evaluate, print the table, write the JSON; returns the JSON-ready dict."""
     import numpy as np
 
-    if (embeddings_path is None) == (model_path is None):
-        raise ValueError("give exactly one of --embeddings and --model.")
-    if model_path is not None:
+    if sum(x is not None for x in (embeddings_path, model_path, run_dir)) != 1:
+        raise ValueError("give exactly one of --run, --embeddings and --model.")
+    if run_dir is not None:
+        embeddings, labels, settings = run_embeddings(run_dir, data_root)
+        recall_ks = recall_ks or [str(k) for k in settings["recall_ks"]]
+        evaluate_kwargs.setdefault("seed", settings["seed"])
+        if save_embeddings:
+            np.savez(save_embeddings, embeddings=embeddings, labels=labels)
+        source = {"run": run_dir}
+    elif model_path is not None:
         if dataset is None or data_root is None:
             raise ValueError("--model needs --dataset and --data_root (the images to embed).")
         model = load_model(model_path)
@@ -178,6 +225,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
         run(
+            run_dir=FLAGS.run,
             embeddings_path=FLAGS.embeddings,
             model_path=FLAGS.model,
             dataset=FLAGS.dataset,
@@ -193,7 +241,7 @@ def main(argv):
             metric=FLAGS.metric,
             clustering=FLAGS.clustering,
             kmeans=FLAGS.kmeans,
-            seed=FLAGS.seed,
+            **({"seed": FLAGS.seed} if FLAGS["seed"].present or not FLAGS.run else {}),
             n_init=FLAGS.n_init,
             max_iter=FLAGS.max_iter,
             knn_backend=FLAGS.knn_backend,

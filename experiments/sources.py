@@ -32,6 +32,25 @@ def _check_pk(labels, classes_per_batch, images_per_class, what):
     return eligible
 
 
+def array_batches(x, labels, rows_of, batch_size, start_step=0, num_steps=None):
+    """tf.data stream of ``(x[rows_of(s)], labels[rows_of(s)])`` for ``s = start_step, …``
+    (``num_steps`` batches, or endless): the batch stream of every in-memory method."""
+    import tensorflow as tf
+
+    def generate():
+        step, end = int(start_step), None if num_steps is None else int(start_step) + int(num_steps)
+        while end is None or step < end:
+            rows = rows_of(step)
+            yield x[rows], labels[rows].astype("int32")
+            step += 1
+
+    signature = (
+        tf.TensorSpec((batch_size,) + tuple(x.shape[1:]), tf.float32),
+        tf.TensorSpec((batch_size,), tf.int32),
+    )
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
+
+
 class ArraySource:
     """Features ``x`` (N, ...) and integer labels ``y`` (N,) held in memory."""
 
@@ -63,26 +82,15 @@ class ArraySource:
         rows = [rng.choice(np.flatnonzero(self.labels == c), size=images_per_class, replace=False) for c in chosen]
         return np.concatenate(rows)
 
-    def pk_batches(self, classes_per_batch, images_per_class, seed, start_step=0):
-        """Endless tf.data stream of (x, y) P×K batches from ``start_step`` on."""
-        import tensorflow as tf
-
+    def pk_batches(self, classes_per_batch, images_per_class, seed, start_step=0, num_steps=None):
+        """tf.data stream of (x, y) P×K batches from ``start_step`` on (``num_steps`` of them, or endless)."""
         _check_pk(self.labels, classes_per_batch, images_per_class, self.name)
-        x, y = self.x, self.labels
+        rows = lambda step: self.pk_indices(classes_per_batch, images_per_class, seed, step)  # noqa: E731
+        return array_batches(self.x, self.labels, rows, classes_per_batch * images_per_class, start_step, num_steps)
 
-        def generate():
-            step = int(start_step)
-            while True:
-                rows = self.pk_indices(classes_per_batch, images_per_class, seed, step)
-                yield x[rows], y[rows].astype("int32")
-                step += 1
-
-        batch = classes_per_batch * images_per_class
-        signature = (
-            tf.TensorSpec((batch,) + tuple(x.shape[1:]), tf.float32),
-            tf.TensorSpec((batch,), tf.int32),
-        )
-        return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
+    def describe(self):
+        """What ``experiments.evaluate --run`` needs to rebuild this split."""
+        return {"kind": self.kind, "name": self.name}
 
     def eval_arrays(self):
         return self.x, self.labels
@@ -113,12 +121,18 @@ class ImageSource:
     def __len__(self):
         return len(self.labels)
 
-    def pk_batches(self, classes_per_batch, images_per_class, seed, start_step=0):
+    def pk_batches(self, classes_per_batch, images_per_class, seed, start_step=0, num_steps=None):
         from symm_keras import data
 
         _check_pk(self.labels, classes_per_batch, images_per_class, self.name)
         return data.pk_batches(self.index, classes_per_batch, images_per_class, self.preprocessing, seed=seed,
-                               start_step=int(start_step))  # fmt: skip
+                               start_step=int(start_step), num_steps=num_steps)  # fmt: skip
+
+    def describe(self):
+        """What ``experiments.evaluate --run`` needs to rebuild this split: dataset, root, test transform."""
+        prep = self.preprocessing
+        return {"kind": self.kind, "name": self.name, "dataset": self.index.dataset, "root": self.index.root,
+                "input_size": prep.crop_size, "resize": prep.resize, "preprocessing": prep.mode}  # fmt: skip
 
     def eval_dataset(self, batch_size=128):
         from symm_keras import data

@@ -41,30 +41,13 @@ def _check_options(cfg):
         )
 
 
-def _array_batches(source, sampler, start_step):
-    import tensorflow as tf
-
-    x, y = source.x, source.labels
-
-    def generate():
-        step = int(start_step)
-        while True:
-            rows = sampler.batch_rows(step)
-            yield x[rows], y[rows].astype("int32")
-            step += 1
-
-    signature = (
-        tf.TensorSpec((sampler.batch_size,) + tuple(x.shape[1:]), tf.float32),
-        tf.TensorSpec((sampler.batch_size,), tf.int32),
-    )
-    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
-
-
 @register_method("damlrrm")
 def build_damlrrm(context):
     from symm_keras import data
     from symm_keras.callbacks.sampling_size import SamplingSize
     from symm_keras.losses.damlrrm import DAMLRRMLoss, damlrrm_metrics
+
+    from experiments.sources import array_batches
 
     cfg = context.config
     _check_options(cfg)
@@ -76,15 +59,11 @@ def build_damlrrm(context):
         source.labels, m, k, seed=seed, eligible=eligible, **{key: int(v) for key, v in cfg.method_kwargs.items()}
     )
 
-    if images:
-
-        def batches(start_step):
-            return data.sampler_batches(source.index, sampler, source.preprocessing, seed=seed, start_step=start_step)
-
-    else:
-
-        def batches(start_step):
-            return _array_batches(source, sampler, start_step)
+    def batches(start_step, num_steps=None):
+        if images:
+            return data.sampler_batches(source.index, sampler, source.preprocessing, seed=seed,
+                                        start_step=start_step, num_steps=num_steps)  # fmt: skip
+        return array_batches(source.x, source.labels, sampler.batch_rows, sampler.batch_size, start_step, num_steps)
 
     loss_options = dict(cfg.loss_kwargs, neat_size=sampler.neat_size, images_per_class=k)
     return MethodPlan(

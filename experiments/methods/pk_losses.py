@@ -31,35 +31,35 @@ import math
 
 from experiments.methods import MethodPlan, register_method
 
-#: method name -> (loss module under symm_keras.losses, class name)
+
+def _distance_of(config):
+    """The semi-hard losses' distance: ``"squared-L2"`` or the default L2."""
+    return "squared_euclidean" if config.get("distance_metric") == "squared-L2" else "euclidean"
+
+
+#: method -> (loss module under symm_keras.losses, class name, unit-norm embeddings by default,
+#: hard-pair ratio setup ``config -> (metric, pairs)`` for Symm losses, else None).
+#: The ratio is pooled over the quantity the loss pools (Symm Sec. 3.2): similarity for
+#: N-pair/angular (with the loss's ``pairs``), squared Euclidean for triplet, Euclidean for lifted.
 PK_LOSSES = {
-    "contrastive": ("contrastive", "ContrastiveLoss"),
-    "triplet": ("triplet", "TripletLoss"),
-    "semihard": ("semihard_triplet", "SemiHardTripletLoss"),
-    "lifted": ("lifted_structure", "LiftedStructureLoss"),
-    "npair": ("npair", "NPairLoss"),
-    "angular": ("angular", "AngularLoss"),
-    "symm_triplet": ("symm_triplet", "SymmTripletLoss"),
-    "symm_semihard": ("symm_semihard_triplet", "SymmSemiHardTripletLoss"),
-    "symm_lifted": ("symm_lifted_structure", "SymmLiftedStructureLoss"),
-    "symm_npair": ("symm_npair", "SymmNPairLoss"),
-    "symm_angular": ("symm_angular", "SymmAngularLoss"),
+    "contrastive": ("contrastive", "ContrastiveLoss", False, None),
+    "triplet": ("triplet", "TripletLoss", True, None),
+    "semihard": ("semihard_triplet", "SemiHardTripletLoss", True, None),
+    "lifted": ("lifted_structure", "LiftedStructureLoss", True, None),
+    "npair": ("npair", "NPairLoss", False, None),
+    "angular": ("angular", "AngularLoss", False, None),
+    "symm_triplet": ("symm_triplet", "SymmTripletLoss", True, lambda c: ("squared_euclidean", "paper")),
+    "symm_semihard": ("symm_semihard_triplet", "SymmSemiHardTripletLoss", True, lambda c: (_distance_of(c), "paper")),
+    "symm_lifted": ("symm_lifted_structure", "SymmLiftedStructureLoss", True, lambda c: ("euclidean", "paper")),
+    "symm_npair": ("symm_npair", "SymmNPairLoss", False, lambda c: ("similarity", c.get("pairs", "official"))),
+    "symm_angular": ("symm_angular", "SymmAngularLoss", False, lambda c: ("similarity", c.get("pairs", "official"))),
 }
 
 
 def loss_class(method):
     """The ``EmbeddingLoss`` subclass that ``method`` trains with."""
-    module_name, class_name = PK_LOSSES[method]
-    try:
-        module = importlib.import_module(f"symm_keras.losses.{module_name}")
-    except ModuleNotFoundError as err:
-        raise RuntimeError(
-            f"--method {method} needs symm_keras.losses.{module_name}.{class_name}, which is not installed "
-            f"in this checkout ({err})"
-        ) from None
-    if not hasattr(module, class_name):
-        raise RuntimeError(f"symm_keras.losses.{module_name} has no {class_name} (needed by --method {method})")
-    return getattr(module, class_name)
+    module_name, class_name = PK_LOSSES[method][:2]
+    return getattr(importlib.import_module(f"symm_keras.losses.{module_name}"), class_name)
 
 
 def check_layout(method, loss_cls, images_per_class):
@@ -74,36 +74,26 @@ def check_layout(method, loss_cls, images_per_class):
         raise ValueError(f"--method {method} needs >= 2 images per class (positive pairs), got {images_per_class}")
 
 
-_POOLED_METRIC = {
-    "symm_triplet": ("squared_euclidean", "paper"),
-    "symm_lifted": ("euclidean", "paper"),
-    "symm_npair": ("similarity", None),
-    "symm_angular": ("similarity", None),
-}
-
-
 def hard_pair_metric(method, loss):
-    """``SyntheticHardPairRatio`` configured like ``loss`` (pooled quantity,
-    point-set pairs, synthesis parameters), for the Symm methods."""
+    """``SyntheticHardPairRatio`` (Symm Fig. 7) configured like ``loss`` (pooled quantity,
+    point-set pairs, synthesis parameters); ``None`` for a loss without synthesis."""
     from symm_keras.metrics import SyntheticHardPairRatio
 
+    setup = PK_LOSSES[method][3]
+    if setup is None:
+        return None
     config = loss.get_config()
-    if method == "symm_semihard":
-        metric = "squared_euclidean" if config.get("distance_metric") == "squared-L2" else "euclidean"
-        pairs = "paper"
-    else:
-        metric, pairs = _POOLED_METRIC[method]
-        pairs = pairs or config.get("pairs", "official")
-    synthesis = {k: config[k] for k in ("alpha", "beta", "formula", "force_norm") if k in config}
+    metric, pairs = setup(config)
+    synthesis = {k: config[k] for k in ("synthesis_alpha", "synthesis_beta", "formula", "force_norm") if k in config}
     return SyntheticHardPairRatio(metric=metric, pairs=pairs, **synthesis)
 
 
 def method_metrics(method, loss):
-    """The metrics a P×K method compiles: loss parts, and the hard-pair ratio for Symm."""
+    """The metrics a P×K method compiles: the hard-pair ratio (Symm losses), then the loss parts."""
     from symm_keras.metrics import loss_part_metrics
 
-    metrics = [hard_pair_metric(method, loss)] if method.startswith("symm_") else []
-    return metrics + loss_part_metrics(loss)
+    ratio = hard_pair_metric(method, loss)
+    return ([ratio] if ratio is not None else []) + loss_part_metrics(loss)
 
 
 def _make_builder(method):
@@ -115,8 +105,8 @@ def _make_builder(method):
         source = context.train_source
         P, K, seed = cfg.classes_per_batch, cfg.images_per_class, context.seed
 
-        def batches(start_step):
-            return source.pk_batches(P, K, seed, start_step)
+        def batches(start_step, num_steps=None):
+            return source.pk_batches(P, K, seed, start_step, num_steps)
 
         return MethodPlan(
             train_batches=batches,
@@ -131,5 +121,7 @@ def _make_builder(method):
     return build
 
 
-for _method in PK_LOSSES:
-    register_method(_method)(_make_builder(_method))
+for _method, (_, _, _normalize, _) in PK_LOSSES.items():
+    register_method(_method, l2_normalize=_normalize, images_per_class=loss_class(_method).images_per_class)(
+        _make_builder(_method)
+    )

@@ -1,10 +1,12 @@
 """``--method smart_mining``: Smart Mining (Harwood et al., ICCV 2017).
 
-Per epoch the :class:`symm_keras.callbacks.smart_mining.SmartMining` callback
-embeds the training split, builds neighbour lists (``source``: ``fanng`` as in
-the paper, or ``exact``), selects triplets with Algorithm 1 and hands them to
-a triplet feed (``symm_keras.data.TripletFeed`` for images, an in-memory feed
-for arrays). Batches are ``[anchors; positives; negatives]``. The loss is
+Before every epoch (the plan's ``prepare_epoch``) the
+:class:`symm_keras.callbacks.smart_mining.SmartMining` callback embeds the
+training split, builds neighbour lists (``source``: ``fanng`` as in the paper,
+or ``exact``), selects triplets with Algorithm 1 and hands them to a triplet
+feed (``symm_keras.data.TripletFeed`` for images, an in-memory feed for
+arrays); the trainer then builds that epoch's finite batch stream and fits it,
+so the stream never runs ahead of the mining (same on TensorFlow and JAX). Batches are ``[anchors; positives; negatives]``. The loss is
 :class:`symm_keras.losses.smart_mining.SmartMiningLoss` built from
 ``config.loss_kwargs`` (``global_weight=0`` gives the "Triplet + FANNG" row);
 the training error metric feeds the optional :class:`AdaptiveKappa`.
@@ -25,9 +27,9 @@ current epoch are saved with every checkpoint and restored
 (``checkpoint_state`` / ``restore_checkpoint_state`` of ``AdaptiveKappa`` and
 ``SmartMining``, see ``experiments/checkpoints.py``), so a killed run resumed
 with the same command mines with the same κ sequence and triplets as an
-uninterrupted one. The epoch counter is Keras's (``initial_epoch`` of the
-resumed ``fit``), so the random first epochs and the learning-rate halving
-follow the global step without saved state.
+uninterrupted one. The epoch counter is the trainer's (``initial_epoch`` of
+each epoch's ``fit``), so the random first epochs and the learning-rate
+halving follow the global step without saved state.
 """
 
 import math
@@ -62,26 +64,11 @@ class ArrayTripletFeed:
     def set_triplets(self, triplets, epoch):
         self.sampler.set_triplets(triplets, epoch)
 
-    def release(self):
-        """Make a prefetcher waiting for an epoch after the last one give up."""
-        self.sampler.release()
+    def dataset(self, start_step=0, num_steps=None):
+        from experiments.sources import array_batches
 
-    def dataset(self, start_step=0):
-        import tensorflow as tf
-
-        def generate():
-            step = int(start_step)
-            while True:
-                rows = self.sampler.batch_rows(step)
-                yield self.x[rows], self.labels[rows].astype("int32")
-                step += 1
-
-        batch = self.sampler.batch_size
-        signature = (
-            tf.TensorSpec((batch,) + tuple(self.x.shape[1:]), tf.float32),
-            tf.TensorSpec((batch,), tf.int32),
-        )
-        return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(1)
+        return array_batches(self.x, self.labels, self.sampler.batch_rows, self.sampler.batch_size, start_step,
+                             num_steps)  # fmt: skip
 
 
 def method_options(config):
@@ -93,7 +80,7 @@ def method_options(config):
     return options
 
 
-@register_method("smart_mining")
+@register_method("smart_mining", l2_normalize=True)
 def build_smart_mining(context):
     import keras
 
@@ -126,25 +113,20 @@ def build_smart_mining(context):
     miner = SmartMining(inputs, labels, feed, steps, t, kappa=kappa, mined_share=float(options["mined_share"]),
                         random_epochs=int(options["random_epochs"]), k=int(options["k"]), source=options["source"],
                         embed_batch_size=int(options["embed_batch_size"]), seed=context.seed)
-    # The model before fit: a resume at an epoch boundary mines the next epoch at restore time,
-    # and epoch 0 is mined (or drawn at random) before fit, which may read a batch first (JAX).
-    miner.set_model(context.model)
-    miner.prime(0)
+    miner.set_model(context.model)  # prepare_epoch embeds with it before the epoch's fit
     callbacks.append(miner)
-    # fit deletes its iterator after on_train_end; the prefetcher may be waiting
-    # for the triplets of the epoch after the last one: release it first.
-    callbacks.append(keras.callbacks.LambdaCallback(on_train_end=lambda logs: feed.release()))
     halving = int(options["lr_halving_epochs"])
     if halving > 0:
         base_lr = float(cfg.lr)
         callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch: base_lr * 0.5 ** (epoch // halving)))
     return MethodPlan(
-        train_batches=lambda start_step: feed.dataset(start_step=start_step),
+        train_batches=lambda start_step, num_steps=None: feed.dataset(start_step=start_step, num_steps=num_steps),
         loss=loss,
         steps_per_epoch=steps,
         metrics=[TripletTrainingError(margin=loss.get_config()["triplet_margin"])]
         + (loss_part_metrics(loss, parts=("ratio_triplet", "global")) if loss.get_config()["global_weight"] else []),
         callbacks=callbacks,
+        prepare_epoch=miner.prepare_epoch,
         batch_layout="triplets",
         description=f"Smart Mining ({options['source']} neighbours, Algorithm 1) with {type(loss).__name__}",
     )

@@ -14,17 +14,16 @@ Logged into the epoch's ``logs`` (and so to TensorBoard): ``kappa``,
 ``mining_seconds`` (embedding + neighbours + selection).
 
 The triplets depend only on the weights at the start of the epoch, the epoch
-and ``seed``. A run resumed at an epoch boundary re-mines the same ones from
-the restored weights; a run resumed mid-epoch cannot (its weights have moved
-on), so the epoch's triplets are saved with every training checkpoint
-(:meth:`checkpoint_state`, ``experiments/checkpoints.py``) and handed back to
-the feed by :meth:`restore_checkpoint_state`; ``on_epoch_begin`` of that epoch
-then uses them instead of mining again. When the checkpoint closed an epoch
-(its last batch) and the callback already has its model (``set_model`` before
-``fit``, as ``experiments/methods/smart_mining.py`` does), the restore mines
-the next epoch's triplets right away from the restored weights: the JAX
-backend reads a batch before ``on_epoch_begin`` and would otherwise wait for
-them. Restore after the κ controller (callback order), which it asks for κ.
+and ``seed``. :meth:`prepare_epoch` mines an epoch's triplets and hands them
+to the feed; ``on_epoch_begin`` calls it, and a training loop that builds each
+epoch's batch stream itself calls it first (before the stream exists, so a
+feed never has to wait for triplets: ``experiments/methods/smart_mining.py``),
+then ``on_epoch_begin`` keeps them. A run resumed mid-epoch cannot mine that
+epoch again (its weights have moved on), so the epoch's triplets are saved
+with every training checkpoint (:meth:`checkpoint_state`,
+``experiments/checkpoints.py``) and handed back to the feed by
+:meth:`restore_checkpoint_state`; :meth:`prepare_epoch` of that epoch then
+keeps them. Restore after the κ controller (callback order), which it asks for κ.
 """
 
 import time
@@ -32,7 +31,7 @@ import time
 import keras
 import numpy as np
 
-from symm_keras.neighbors import neighbour_lists
+from symm_keras.mining.neighbours import neighbour_lists
 from symm_keras.mining.triplet_selection import EpochTriplets, epoch_triplets, random_triplets
 
 
@@ -81,7 +80,6 @@ class SmartMining(keras.callbacks.Callback):
         self.epoch = None  # epoch whose triplets were handed to the feed last
         self.triplets = None
         self.position = 0  # batches of that epoch trained so far
-        self._ready_epoch = None  # epoch already handed over before its on_epoch_begin (restore / prime)
 
     #: key of this callback's entry in a training checkpoint.
     checkpoint_key = "smart_mining"
@@ -105,15 +103,8 @@ class SmartMining(keras.callbacks.Callback):
                 f"SmartMining: checkpoint triplets index row {int(triplets.max())} but the training set has "
                 f"{self.labels.size} rows (a checkpoint of another dataset?)."
             )
-        epoch, position = int(state["epoch"]), int(state.get("position", 0))
-        # The pipeline may ask for a batch before on_epoch_begin (JAX builds from one): hand over now.
-        if position >= self.steps_per_epoch and getattr(self, "_model", None) is not None:
-            # The checkpoint closed ``epoch``: mine the next one now (see the module docstring).
-            self._mine_and_hand_over(epoch + 1)
-        else:
-            logged = {k: state[k] for k in ("kappa", "mined_share", "mining_seconds") if k in state}
-            self._hand_over(epoch, triplets, position, logged)
-        self._ready_epoch = self.epoch
+        logged = {k: state[k] for k in ("kappa", "mined_share", "mining_seconds") if k in state}
+        self._hand_over(int(state["epoch"]), triplets, int(state.get("position", 0)), logged)
 
     def current_kappa(self, epoch):
         if hasattr(self.kappa, "kappa_for_epoch"):
@@ -149,20 +140,11 @@ class SmartMining(keras.callbacks.Callback):
                                     seed=np.random.default_rng(seed))
         return epoch_rows, kappa
 
-    def prime(self, epoch=0):
-        """Hand ``epoch``'s triplets to the feed before ``fit``.
-
-        Keras may read a batch before ``on_epoch_begin(0)`` (the JAX backend
-        builds the model from one), so a feed must not wait for epoch 0.
-        Random epochs need no model; a mined one needs the model set first
-        (``set_model``), else nothing is primed. ``on_epoch_begin(epoch)``
-        then keeps these triplets. Returns True when the triplets were set.
-        """
-        if epoch >= self.random_epochs and self.mined_share > 0.0 and getattr(self, "_model", None) is None:
-            return False
-        self._mine_and_hand_over(epoch)
-        self._ready_epoch = self.epoch
-        return True
+    def prepare_epoch(self, epoch):
+        """Hand ``epoch``'s triplets to the feed: the current ones when ``epoch`` is
+        under way (prepared already, or restored mid-epoch), else mined now."""
+        if self.epoch != int(epoch) or self.position >= self.steps_per_epoch:
+            self._mine_and_hand_over(int(epoch))
 
     def _hand_over(self, epoch, triplets, position, logged):
         """Make ``epoch``'s triplets the current ones and give them to the feed."""
@@ -176,9 +158,7 @@ class SmartMining(keras.callbacks.Callback):
         self._hand_over(epoch, mined.triplets, 0, logged)
 
     def on_epoch_begin(self, epoch, logs=None):
-        ready, self._ready_epoch = self._ready_epoch, None
-        if ready != int(epoch):
-            self._mine_and_hand_over(epoch)
+        self.prepare_epoch(epoch)
 
     def on_train_batch_end(self, batch, logs=None):
         self.position += 1

@@ -89,13 +89,30 @@ def test_mining_with_adaptive_kappa_beats_random_over_a_longer_run():
     assert all(0.05 <= k <= 64 for k in history.history["kappa"])
 
 
-def test_prime_sets_random_epochs_before_fit_only():
+def test_prepare_epoch_mines_once_and_on_epoch_begin_keeps_the_triplets():
+    """A training loop prepares the epoch before building its batches; fit's
+    on_epoch_begin of that epoch then keeps them (no second mining)."""
     x, y = sibling_classes(5, 4, seed=0)
     feed = ArrayTripletFeed(x, y, 3, 4)
-    miner = SmartMining(x, y, feed, steps_per_epoch=3, triplets_per_batch=4, random_epochs=2)
-    assert miner.prime(0) and feed.epochs == [0]
-    np.testing.assert_array_equal(feed.triplets, miner.mine(0)[0].triplets)  # same as on_epoch_begin(0)
-    assert not miner.prime(2) and feed.epochs == [0]
+    calls = []
+
+    def embed(model):
+        calls.append(1)
+        return x
+
+    miner = SmartMining(embed, y, feed, steps_per_epoch=3, triplets_per_batch=4, random_epochs=1, k=5)
+    miner.prepare_epoch(0)
+    assert feed.epochs == [0] and not calls  # a random epoch needs no embedding
+    np.testing.assert_array_equal(feed.triplets, miner.mine(0)[0].triplets)
+    miner.on_epoch_begin(0)
+    assert feed.epochs == [0]
+    miner.prepare_epoch(1)
+    miner.on_epoch_begin(1)
+    assert feed.epochs == [0, 1] and calls == [1]
+    for _ in range(3):
+        miner.on_train_batch_end(0)
+    miner.prepare_epoch(1)  # an epoch that ran to its end is mined afresh
+    assert feed.epochs == [0, 1, 1] and calls == [1, 1]
 
 
 def test_errors_name_the_problem():

@@ -26,7 +26,6 @@ class _Crash(RuntimeError):
 _CRASH_AT = {"step": None}
 
 
-@methods.register_method("smart_mining_crash_test")
 def _crashing_smart_mining(context):
     """Smart Mining whose run dies at a chosen global step (simulated kill)."""
     plan = methods.get_method("smart_mining")(context)
@@ -54,7 +53,15 @@ def _final_state(logdir):
 
 
 @pytest.fixture(scope="module")
-def straight_run(tmp_path_factory):
+def crash_method():
+    """The test-only method, registered for this module only (issue 18: never left in the registry)."""
+    methods.register_method("smart_mining_crash_test")(_crashing_smart_mining)
+    yield "smart_mining_crash_test"
+    methods.unregister_method("smart_mining_crash_test")
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory, crash_method):
     logdir = str(tmp_path_factory.mktemp("straight"))
     train_source, test_source = digits()
     train.run_training(_cfg(10), train_source, test_source, logdir, seed=5, tsne_points=0, nn_queries=0, verbose=0)

@@ -36,7 +36,7 @@ def test_epochs_replace_steps_and_json_kwargs_merge():
         ({"config": "npair_cub", "batch_size": 100, "classes_per_batch": 64}, "batch_size 100"),
         ({"config": "npair_cub", "batch_size": 99}, "not a multiple"),
         ({"config": "symm_npair_cub", "images_per_class": 4}, "P×2 layout"),
-        ({"config": "npair_cub", "lr": -1.0}, "--lr must be > 0"),
+        ({"config": "npair_cub", "lr": -1.0}, "--lr must be a finite number > 0"),
         ({"config": "npair_cub", "steps": 0}, "--steps must be >= 1"),
         ({"config": "npair_cub", "classes_per_batch": 1}, "classes_per_batch must be >= 2"),
         ({"config": "npair_cub", "loss_kwargs": "{bad json"}, "not valid JSON"),
@@ -76,4 +76,4 @@ def test_command_line_errors():
     assert "Unknown command line flag 'no_such_flag'" in chunks[0]
     assert "train.py: error: give --steps or --epochs, not both" in chunks[1]
     assert "train.py: error: --logdir is required" in chunks[2]
-    assert "npairs" in chunks[3] and "value should be one of" in chunks[3]
+    assert "train.py: error: unknown --method 'npairs'; available: " in chunks[3]

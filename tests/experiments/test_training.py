@@ -86,7 +86,6 @@ class _Crash(RuntimeError):
 _CRASH_AT = {"step": None}
 
 
-@methods.register_method("npair_crash_test")
 def _crashing_npair(context):
     """N-pair whose run dies at a chosen global step (simulated crash)."""
     plan = methods.get_method("npair")(context)
@@ -101,7 +100,15 @@ def _crashing_npair(context):
     return plan
 
 
-def test_crash_mid_epoch_resumes_to_the_same_weights(tmp_path):
+@pytest.fixture
+def crash_method():
+    """The test-only method, registered for one test (issue 18: never left in the registry)."""
+    methods.register_method("npair_crash_test")(_crashing_npair)
+    yield "npair_crash_test"
+    methods.unregister_method("npair_crash_test")
+
+
+def test_crash_mid_epoch_resumes_to_the_same_weights(tmp_path, crash_method):
     """Crash at step 25 (checkpoint at 20): the restart redoes 20→40 and ends
     with exactly the weights of an uninterrupted run."""
     train_source, test_source = digits()
@@ -167,16 +174,20 @@ def test_command_line_run_on_backend_with_bfloat16(tmp_path, backend):
     assert np.isfinite(losses).all()
 
 
-def test_diverged_run_stops_with_a_clear_error_and_no_nonfinite_checkpoint(tmp_path):
-    """A learning rate far too large: the loss overflows, the run stops naming the
-    step, and every checkpoint it left holds finite weights."""
-    train_source, test_source = digits()
-    cfg = tiny_config("npair", steps=30, eval_every=0, checkpoint_every=2, lr=1e12, optimizer="sgd")
-    logdir = str(tmp_path / "diverged")
-    with pytest.raises(train.TrainingDiverged, match=r"training loss is (nan|inf|-inf) at step \d+"):
-        train.run_training(cfg, train_source, test_source, logdir, log_every=1, tsne_points=0, nn_queries=0,
-                           verbose=0)  # fmt: skip
-    latest = CheckpointManager(os.path.join(logdir, "checkpoints")).latest()
-    if latest is not None:
-        assert all(np.isfinite(a).all() for a in model_arrays(latest))
-    assert not os.path.exists(os.path.join(logdir, "results.json"))
+@pytest.mark.parametrize(
+    "start,total,spe,expected",
+    [
+        (0, 10, 5, [(0, 0, 5), (1, 5, 5)]),
+        (0, 12, 5, [(0, 0, 5), (1, 5, 5), (2, 10, 2)]),
+        (3, 12, 5, [(0, 3, 2), (1, 5, 5), (2, 10, 2)]),
+        (7, 8, 5, [(1, 7, 1)]),
+        (10, 10, 5, []),
+        (0, 3, 5, [(0, 0, 3)]),
+    ],
+)
+def test_epoch_segments_are_one_fit_per_epoch(start, total, spe, expected):
+    from experiments.trainer import epoch_segments
+
+    segments = epoch_segments(start, total, spe)
+    assert segments == expected
+    assert sum(n for _, _, n in segments) == total - start
