@@ -94,23 +94,24 @@ def number_sources(items_per_number=ITEMS_PER_NUMBER, seed=DATA_SEED):
 
 
 def demo_config(method, steps, lr):
-    from experiments import train
+    from experiments.runconfig import method_defaults
 
-    return train.method_defaults(method, "digits").replace(
+    return method_defaults(method, "digits").replace(
         name=f"{method}_two_digit_numbers", embedding_dim=EMBEDDING_DIM, classes_per_batch=CLASSES_PER_BATCH,
         steps=steps, lr=lr, eval_every=0, checkpoint_every=0, notes="make demo (our choice; no paper row)",
     )  # fmt: skip
 
 
 def untrained_metrics(cfg, train_source, test_source, seed):
-    """Metrics of the network the trainer would start from with this seed."""
+    """Metrics of the network the trainer starts from with this seed (its builder, its seeding)."""
     import keras
 
-    from experiments import train
+    from experiments.building import build_model
+    from experiments.reporting import evaluate
 
     keras.utils.set_random_seed(seed)
-    model = train.build_model(cfg, train_source, seed)
-    metrics, *_ = train.evaluate(model, test_source, cfg.resolved_recall_ks(), batch_size=512, seed=seed)
+    model = build_model(cfg, train_source, seed)
+    metrics, *_ = evaluate(model, test_source, cfg.resolved_recall_ks(), batch_size=512, seed=seed)
     return metrics
 
 
@@ -165,7 +166,7 @@ def run_demo(steps=1000, seeds=(0, 1, 2), logdir=None, lr=1e-3, items_per_number
     run directory and the number of test items."""
     import numpy as np
 
-    from experiments import train
+    from experiments.trainer import run_training
 
     train_source, test_source, _ = number_sources(items_per_number)
     root = logdir or tempfile.mkdtemp(prefix="symm_keras_demo_")
@@ -176,9 +177,9 @@ def run_demo(steps=1000, seeds=(0, 1, 2), logdir=None, lr=1e-3, items_per_number
         per_seed[method], seconds[method] = [], []
         for seed in seeds:
             t0 = time.time()
-            result = train.run_training(demo_config(method, steps, lr), train_source, test_source,
-                                        os.path.join(root, f"{method}_seed{seed}"), seed=seed, log_every=50,
-                                        tsne_points=0, nn_queries=0, restart=True, verbose=0)  # fmt: skip
+            result = run_training(demo_config(method, steps, lr), train_source, test_source,
+                                  os.path.join(root, f"{method}_seed{seed}"), seed=seed, log_every=50,
+                                  tsne_points=0, nn_queries=0, restart=True, verbose=0)  # fmt: skip
             seconds[method].append(time.time() - t0)
             per_seed[method].append(result["metrics"])
             if verbose:
