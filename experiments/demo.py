@@ -1,4 +1,4 @@
-r"""``make demo``: does a learned metric carry over to classes it never saw? Offline, about a minute.
+r"""``make demo``: does a learned metric carry over to classes it never saw? Offline, 1–2 minutes on 2 cores.
 
 Protocol (our choice throughout; 8×8 digits are not a paper benchmark, so no
 number here is compared with a paper):
