@@ -25,7 +25,14 @@ import importlib
 _EXPORTS = {
     "array_batches": ("PKArrayBatches",),
     "image_check": ("CorruptImagesError", "ImageCheck", "check_decode", "check_images"),
-    "pipelines": ("TripletFeed", "asymmetric_batches", "eligible_rows", "eval_dataset", "pk_batches", "sampler_batches"),
+    "pipelines": (
+        "TripletFeed",
+        "asymmetric_batches",
+        "eligible_rows",
+        "eval_dataset",
+        "pk_batches",
+        "sampler_batches",
+    ),
     "preprocessing": ("ImagePreprocessing",),
     "readers": ("INDEX_FILENAME", "find_dataset_root", "load_split_index", "read_cars196", "read_cub", "read_sop"),
     "samplers": ("AsymmetricSampler", "ClassBalancedSampler", "TripletSampler", "images_seen"),

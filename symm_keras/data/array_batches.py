@@ -35,6 +35,10 @@ from symm_keras.data.samplers import ClassBalancedSampler
 SMALL_CLASS_RULES = ("error", "repeat", "drop")
 
 
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def _check_arrays(x, y):
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim < 1 or len(x) == 0:
@@ -86,11 +90,13 @@ class PKArrayBatches(keras.utils.PyDataset):
     ):
         super().__init__(**kwargs)
         if kwargs.get("use_multiprocessing"):
-            raise ValueError("PKArrayBatches counts epochs in the main process: use workers (threads), not use_multiprocessing.")
+            raise ValueError(
+                "PKArrayBatches counts epochs in the main process: use workers (threads), not use_multiprocessing."
+            )
         self.x, self.y = _check_arrays(x, y)
         if small_classes not in SMALL_CLASS_RULES:
             raise ValueError(f"small_classes must be one of {SMALL_CLASS_RULES}, got {small_classes!r}.")
-        if small_classes == "error" and isinstance(images_per_class, (int, np.integer)):
+        if small_classes == "error" and _is_int(images_per_class):
             classes, counts = np.unique(self.y, return_counts=True)
             small = np.flatnonzero(counts < images_per_class)
             if small.size:
@@ -108,9 +114,9 @@ class PKArrayBatches(keras.utils.PyDataset):
         )
         if steps_per_epoch is None:
             steps_per_epoch = self.sampler.steps_per_epoch
-        if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, (int, np.integer)) or steps_per_epoch < 1:
+        if not _is_int(steps_per_epoch) or steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be a positive int or None, got {steps_per_epoch!r}.")
-        if isinstance(start_epoch, bool) or not isinstance(start_epoch, (int, np.integer)) or start_epoch < 0:
+        if not _is_int(start_epoch) or start_epoch < 0:
             raise ValueError(f"start_epoch must be an int >= 0, got {start_epoch!r}.")
         self.steps_per_epoch = int(steps_per_epoch)
         self.epoch = int(start_epoch)

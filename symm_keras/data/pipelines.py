@@ -122,7 +122,9 @@ def _map_rows(elements, transform, row_of, index, first, count, num_parallel_cal
         deterministic=True,
     ).ignore_errors()
     if count is not None:
-        blank = tf.nest.map_structure(lambda spec: tf.zeros([d or 0 for d in spec.shape], spec.dtype), mapped.element_spec[:3])
+        blank = tf.nest.map_structure(
+            lambda spec: tf.zeros([d or 0 for d in spec.shape], spec.dtype), mapped.element_spec[:3]
+        )
         mapped = mapped.concatenate(tf.data.Dataset.from_tensors((*blank, tf.constant(first + count, tf.int64))))
     paths = tf.constant(index.full_paths())
     hint = (
@@ -134,8 +136,8 @@ def _map_rows(elements, transform, row_of, index, first, count, num_parallel_cal
     def check(expected, element):
         def fail():
             row = row_of(expected)
-            where = tf.strings.join(["input pipeline: image ", tf.gather(paths, row), " (index row ", tf.strings.as_string(row), ") "])
-            stop = tf.debugging.Assert(False, [tf.strings.join([where, hint])])
+            parts = ["input pipeline: image ", tf.gather(paths, row), " (index row ", tf.strings.as_string(row), ") "]
+            stop = tf.debugging.Assert(False, [tf.strings.join([*parts, hint])])
             with tf.control_dependencies([stop]):
                 return tf.identity(expected)
 
@@ -276,25 +278,21 @@ def asymmetric_batches(
 class TripletFeed:
     """A training feed of mined (anchor, positive, negative) triplets, replaced every epoch.
 
-    Usage (Smart Mining)::
+    Usage (Smart Mining), one ``fit`` per epoch::
 
         feed = TripletFeed(train_index, triplets_per_batch=40, steps_per_epoch=150)
-        feed.set_triplets(initial_triplets, epoch=0)      # (n, 3) rows of train_index, BEFORE fit
-        model.fit(feed.dataset(epochs=30), steps_per_epoch=feed.steps_per_epoch, epochs=30,
-                  callbacks=[mining, feed.release_callback()])
-        # a callback calls feed.set_triplets(mined, epoch=e) in on_epoch_begin(e)
+        for epoch in range(30):
+            feed.set_triplets(mine(model, epoch), epoch=epoch)    # (n, 3) rows of train_index
+            model.fit(feed.dataset(start_step=epoch * 150, num_steps=150), steps_per_epoch=150,
+                      initial_epoch=epoch, epochs=epoch + 1)
 
-    Set epoch 0's triplets before ``fit``: Keras may pull a batch before
-    ``on_epoch_begin(0)`` (the JAX backend builds the model from one batch);
-    later epochs may be set in ``on_epoch_begin``. An iterator that is
-    discarded while its prefetcher waits for a later epoch's triplets holds
-    its deletion up to ``timeout``; this happens only when an epoch is
-    shorter than the prefetch depth (a few batches), e.g. JAX's model-building
-    peek with 2-step epochs.
+    An epoch's triplets are set before its batches are built, and each
+    epoch's stream is finite, so the pipeline never runs ahead of the mining
+    (no waiting, the same on every backend).
 
     Batches are ``[anchors; positives; negatives]`` (``3·t`` images, rows ``i``,
     ``t+i``, ``2t+i`` form triplet ``i``); see :class:`TripletSampler` for the
-    epoch rule and the waiting/reuse policy. Triplet rows are row numbers of
+    epoch rule and the reuse policy. Triplet rows are row numbers of
     ``index`` — the order ``eval_dataset(index)`` embeds them in.
     """
 
@@ -305,7 +303,6 @@ class TripletFeed:
         steps_per_epoch,
         preprocessing=None,
         seed=0,
-        timeout=600.0,
         reuse_previous=False,
         validate="quick",
         on_corrupt="skip",
@@ -319,7 +316,7 @@ class TripletFeed:
         self.preprocessing = preprocessing
         self.seed = int(seed)
         self.sampler = TripletSampler(
-            len(index), triplets_per_batch, steps_per_epoch, seed=seed, timeout=timeout, reuse_previous=reuse_previous
+            len(index), triplets_per_batch, steps_per_epoch, seed=seed, reuse_previous=reuse_previous
         )
 
     @property
@@ -342,33 +339,9 @@ class TripletFeed:
                 triplets = triplets[keep]
         self.sampler.set_triplets(triplets, epoch)
 
-    def release(self):
-        """Make a prefetcher waiting now for an epoch's triplets give up (training ended)."""
-        self.sampler.release()
-
-    def release_callback(self):
-        """A Keras callback calling :meth:`release` in ``on_train_end``.
-
-        ``fit`` deletes its data iterator after ``on_train_end``; with an
-        unbounded :meth:`dataset` the iterator's prefetcher may be waiting for
-        the epoch after the last one, and its deletion would wait ``timeout``.
-        """
-        import keras
-
-        feed = self
-
-        class ReleaseTripletFeed(keras.callbacks.Callback):
-            def on_train_end(self, logs=None):
-                feed.release()
-
-        return ReleaseTripletFeed()
-
     def dataset(self, start_step=0, num_steps=None, epochs=None, with_rows=False, num_parallel_calls=AUTOTUNE):
-        """Batches from global step ``start_step``; ``epochs`` ends the feed after that many epochs.
-
-        Give ``epochs`` (or ``num_steps``) equal to what ``fit`` trains, so the
-        prefetcher never waits for triplets of an epoch after the last one.
-        """
+        """Batches from global step ``start_step``: ``num_steps`` of them, or up to the end of
+        epoch ``epochs - 1`` (every epoch's triplets set beforehand), or endless."""
         if epochs is not None:
             if num_steps is not None:
                 raise ValueError("pass epochs or num_steps, not both.")

@@ -296,7 +296,8 @@ def read_sop(root):
         for number, fields in _read_rows(filename, 4, problems, skip_header=True):
             where = f"{filename}:{number}"
             image_id, label, super_id = (
-                parse_positive_int(v, what, where, problems) for v, what in zip(fields[:3], ("image id", "class id", "super class id"))
+                parse_positive_int(value, what, where, problems)
+                for value, what in zip(fields[:3], ("image id", "class id", "super class id"))
             )
             if None in (image_id, label, super_id):
                 continue

@@ -246,10 +246,11 @@ class SplitIndex:
             if r["split"] not in (TRAIN, TEST):
                 problems.append(f"{origin}: split {r['split']!r} is not 'train' or 'test'.")
                 continue
+            box_fields = [r[k] for k in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")]
             try:
-                box = [float(r[k]) for k in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")] if has_box else None
+                box = [float(v) for v in box_fields] if has_box else None
             except ValueError:
-                problems.append(f"{origin}: bounding box {[r[k] for k in ('bbox_x', 'bbox_y', 'bbox_w', 'bbox_h')]} is not four numbers.")
+                problems.append(f"{origin}: bounding box {box_fields} is not four numbers.")
                 continue
             if label is not None and sup is not None:
                 good.append(i)

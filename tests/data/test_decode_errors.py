@@ -1,6 +1,9 @@
 """A file damaged inside its data: the pipelines name it, the decode check finds it before training."""
 
 import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ from data_prep.prepare import prepare
 from symm_keras import data
 from tests.data import fixtures
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PREP = data.ImagePreprocessing(crop_size=16, resize=20, mode="none")
 
 
@@ -76,7 +80,8 @@ def test_check_decode_finds_it_before_training(scrambled):
     with pytest.warns(UserWarning, match="skipping 1 of"):
         result = data.check_decode(index.train(), on_corrupt="skip")
     assert result.decoded == len(index.train()) and result.corrupt_paths == tuple(fake.scrambled)
-    assert result.summary() == f"image check: {len(index.train())} images, {len(index.train())} decoded, 1 corrupt: {fake.scrambled[0]}"
+    n = len(index.train())
+    assert result.summary() == f"image check: {n} images, {n} decoded, 1 corrupt: {fake.scrambled[0]}"
     sampler = data.ClassBalancedSampler(index.train().labels, 2, 2, eligible=result.eligible_rows)
     for _ in data.sampler_batches(index.train(), sampler, PREP, num_steps=2 * sampler.steps_per_epoch):
         pass
@@ -90,3 +95,27 @@ def test_prepare_decode_check_leaves_it_out(tmp_path):
         summary = prepare("cub", str(tmp_path), check="decode", progress=False)
     assert summary["corrupt_skipped"] == fake.scrambled
     assert fake.scrambled[0] not in data.load_split_index("cub", str(tmp_path)).paths
+
+
+def test_model_fit_on_jax_stops_with_the_file_named(tmp_path):
+    """Keras on JAX reads the tf.data pipeline outside any tf.function: the same message reaches it."""
+    pytest.importorskip("jax")  # an optional backend: an external package
+    fake = fixtures.make_cub(str(tmp_path), scrambled=True)
+    script = textwrap.dedent(
+        f"""
+        import os
+        os.environ["KERAS_BACKEND"] = "jax"
+        import keras
+        from symm_keras import data
+
+        train = data.load_split_index("cub", {str(tmp_path)!r}).train()
+        batches = data.pk_batches(train, 2, 2, data.ImagePreprocessing(crop_size=16, resize=20, mode="none"))
+        model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+        model.compile(optimizer="sgd", loss=lambda y, e: keras.ops.mean(keras.ops.square(e)))
+        model.fit(batches, steps_per_epoch=10, epochs=3, verbose=0)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    assert "InvalidArgumentError" in result.stderr and fake.scrambled[0] in result.stderr
+    assert "--check decode" in result.stderr

@@ -106,7 +106,9 @@ def test_cub_one_file_under_two_ids_in_both_splits(cub, tmp_path):
     fixtures.edit_lines(path("image_class_labels.txt"), lambda lines: lines + ["37 1"])
     fixtures.edit_lines(path("bounding_boxes.txt"), lambda lines: lines + ["37 1 1 5 5"])
     own_line = _image_line(fake, test_image)
-    fixtures.edit_lines(path("images.txt"), lambda lines: [*lines[:own_line - 1], f"{own_line} own/{test_image}", *lines[own_line:]])
+    fixtures.edit_lines(
+        path("images.txt"), lambda lines: [*lines[: own_line - 1], f"{own_line} own/{test_image}", *lines[own_line:]]
+    )
     problems, _ = _problems(data.read_cub, str(tmp_path))
     assert problems == [
         f"{path('images.txt')}:37: own/{test_image} is listed again (first at {path('images.txt')}:{own_line}, "
@@ -215,15 +217,18 @@ def test_prepared_csv_edited_by_hand(tmp_path):
     fixtures.make_sop(str(tmp_path))
     prepare("sop", str(tmp_path), check="exist", progress=False)
     csv_file = str(tmp_path / data.INDEX_FILENAME)
+    # line 4: class 1 moved to the test split; line 5: a label that is not a number; the last line repeats line 6
     fixtures.edit_lines(
-        csv_file, lambda lines: [*lines[:3], lines[3].replace(",train,", ",test,"), lines[4].replace(",1,", ",x,", 1), *lines[5:], lines[5]]
+        csv_file,
+        lambda lines: [*lines[:3], lines[3].replace(",train,", ",test,"), lines[4].replace(",1,", ",x,", 1)]
+        + [*lines[5:], lines[5]],
     )
     with pytest.raises(data.MetadataError) as info:
         data.load_split_index("sop", str(tmp_path))
     problems = info.value.problems
     assert problems[0] == f"{csv_file}:5: label 'x' is not an integer."
     assert f"{csv_file}:{len(open(csv_file).read().splitlines())}: " in problems[1] and "is listed again" in problems[1]
-    assert problems[2].startswith(f"{csv_file}:") and "class 1 is in the test split here but in the train split at" in problems[2]
+    assert problems[2].startswith(f"{csv_file}:4: class 1 is in the test split here but in the train split at")
 
 
 def test_prepare_reports_classes_listed_without_images(tmp_path):
