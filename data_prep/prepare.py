@@ -8,7 +8,8 @@ Steps:
 1. parse the official metadata (``symm_keras.data.readers``) into the
    standard DML class split, checking it: a bad or repeated id, a label
    outside the class list, a path listed twice, a class in both splits, ...
-   stop here with every ``file:line`` at fault (``MetadataError``, exit 1);
+   stop here with every ``file:line`` at fault (``MetadataError``, exit 1;
+   the full list is written to ``metadata_problems.txt``, empty when none);
 2. fail if any listed image is missing, with the list;
 3. decode every image (``--check decode``, default) or only those whose bytes
    look truncated (``--check quick``); corrupt images are left out of the
@@ -49,13 +50,20 @@ def prepare(
     """Run the steps of the module docstring; return the summary dict."""
     from symm_keras.data import readers
     from symm_keras.data.image_check import check_images
-    from symm_keras.data.split_index import STANDARD_SPLITS, check_dataset_name
+    from symm_keras.data.split_index import STANDARD_SPLITS, MetadataError, check_dataset_name
 
     check_dataset_name(dataset)
     if check not in CHECKS:
         raise ValueError(f"check must be one of {CHECKS}, got {check!r}.")
     root = os.path.abspath(root)
-    index = readers.READERS[dataset](root)
+    problems_file = os.path.join(root, "metadata_problems.txt")
+    try:
+        index = readers.READERS[dataset](root)
+    except MetadataError as error:
+        with open(problems_file, "w") as f:
+            f.writelines(f"{p}\n" for p in error.problems)
+        raise
+    open(problems_file, "w").close()
     index.check_files()
     corrupt = ()
     if check != "exist":
@@ -131,7 +139,7 @@ def main(argv):
     from absl import flags
 
     from symm_keras.data.image_check import CorruptImagesError
-    from symm_keras.data.split_index import MissingFilesError
+    from symm_keras.data.split_index import MetadataError, MissingFilesError
 
     del argv
     f = flags.FLAGS
@@ -140,6 +148,9 @@ def main(argv):
             f.dataset, f.root, f.check, f.on_corrupt, f.tfrecord_shards, f.tfrecord_dir, f.tfrecord_resize,
             f.bbox_crop, f.progress,
         )
+    except MetadataError as error:
+        print(f"error: {error}\n(all {len(error.problems)} listed in {f.root}/metadata_problems.txt)", file=sys.stderr)
+        return 1
     except (MissingFilesError, CorruptImagesError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

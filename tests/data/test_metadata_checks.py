@@ -41,6 +41,7 @@ def test_cub_image_id_listed_twice_is_not_a_silent_relabel(cub, tmp_path):
     with pytest.raises(data.MetadataError, match="images.txt:37: image id 5 is listed again"):
         prepare("cub", str(tmp_path), check="exist", progress=False)
     assert not (tmp_path / "split_index.csv").exists()
+    assert (tmp_path / "metadata_problems.txt").read_text().splitlines() == problems
 
 
 def test_cub_image_with_two_class_lines(cub, tmp_path):

@@ -96,3 +96,4 @@ def test_cli_prepare(tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert lie.returncode == 1 and "images.txt:37: image id 5 is listed again (first at line 5)" in lie.stderr
+    assert f"(all 1 listed in {tmp_path / 'lie'}/metadata_problems.txt)" in lie.stderr
