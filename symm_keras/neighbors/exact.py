@@ -108,7 +108,7 @@ def resolve_backend(backend):
     numpy top-k) beats the Keras backends' block search (TensorFlow's eager
     matmul + ``top_k`` by about 2.4× at SOP scale, docs/evaluation.md; the
     compiled block search is still slower than the tiled search, which
-    computes half the products, docs/smart_mining.md).
+    computes half the products, docs/benchmarks.md).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")

@@ -140,7 +140,7 @@ Where each detail comes from. [SM] = the Smart Mining paper (Sec. 3.2.1),
 Speed: the loops are compiled with numba (a dependency of symm_keras); plain
 Python loops would take hours at SOP size. The cost is random memory access:
 every distance reads a row of the embedding matrix. Figures:
-``docs/smart_mining.md``.
+``docs/benchmarks.md``.
 """
 
 import contextlib
