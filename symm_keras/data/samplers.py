@@ -299,27 +299,22 @@ class TripletSampler:
     Batch layout (``t = triplets_per_batch``): ``[anchors (t); positives (t);
     negatives (t)]``, i.e. rows ``i``, ``t + i`` and ``2t + i`` form triplet ``i``.
 
-    The pipeline asks for epoch ``e``'s rows ahead of time (prefetch). If no
-    triplets were set for ``e`` it waits up to ``timeout`` seconds for
-    :meth:`set_triplets(…, epoch=e)` (a mining callback's ``on_epoch_begin``),
-    then fails with a clear error — unless ``reuse_previous=True``, where the
-    latest earlier epoch's triplets are used (mining every few epochs). Bound
-    the pipeline to the epochs you train (``TripletFeed.dataset(epochs=…)``),
-    or call :meth:`release` when training ends (``TripletFeed.release_callback``),
-    so that the prefetcher is not left waiting for an epoch that never comes.
+    Set an epoch's triplets before asking for its batches, and give the batch
+    stream only that epoch's steps (mine, then build the epoch's finite
+    stream, then train it: ``experiments/trainer.py``). Asking for an epoch
+    without triplets fails at once with a clear error, unless
+    ``reuse_previous=True``, where the latest earlier epoch's triplets are used
+    (mining every few epochs).
     """
 
-    def __init__(self, num_rows, triplets_per_batch, steps_per_epoch, seed=0, timeout=600.0, reuse_previous=False):
+    def __init__(self, num_rows, triplets_per_batch, steps_per_epoch, seed=0, reuse_previous=False):
         self.num_rows = _check_positive_int("num_rows", num_rows)
         self.triplets_per_batch = _check_positive_int("triplets_per_batch", triplets_per_batch)
         self.steps_per_epoch = _check_positive_int("steps_per_epoch", steps_per_epoch)
         self.seed = int(seed)
-        self.timeout = float(timeout)
         self.reuse_previous = bool(reuse_previous)
         self._triplets = {}
         self._orders = {}
-        self._released = False  # set by release(), cleared by set_triplets()
-        self._changed = threading.Condition()
 
     @property
     def batch_size(self):
@@ -339,43 +334,21 @@ class TripletSampler:
         epoch = int(epoch)
         if epoch < 0:
             raise ValueError(f"epoch must be >= 0, got {epoch}.")
-        with self._changed:
-            self._triplets[epoch] = triplets.astype(np.int64)
-            self._released = False
-            for old in [e for e in self._triplets if e < epoch - 2]:
-                self._triplets.pop(old)
-            self._orders = {k: v for k, v in self._orders.items() if k[1] in self._triplets and k[1] != epoch}
-            self._changed.notify_all()
+        self._triplets = {e: t for e, t in self._triplets.items() if e >= epoch - 2}
+        self._triplets[epoch] = triplets.astype(np.int64)
+        self._orders = {k: v for k, v in self._orders.items() if k[1] in self._triplets and k[1] != epoch}
 
     def triplets(self, epoch):
-        """The triplets epoch ``epoch`` uses (waiting for them as described above)."""
-        with self._changed:
-            found = self._changed.wait_for(
-                lambda: self._released or self._lookup(epoch) is not None, timeout=self.timeout
-            )
-            if self._lookup(epoch) is None and self._released:
-                raise RuntimeError(f"TripletSampler was released while epoch {epoch} waited for its triplets.")
-            if not found:
-                raise RuntimeError(
-                    f"TripletSampler: no triplets were set for epoch {epoch} within {self.timeout:.0f} s; "
-                    f"call set_triplets(triplets, epoch={epoch}) (e.g. in on_epoch_begin), or pass reuse_previous=True."
-                )
-            return self._lookup(epoch)
-
-    def release(self):
-        """Make waiting prefetchers give up (training ended), and any later wait until ``set_triplets``."""
-        with self._changed:
-            self._released = True
-            self._changed.notify_all()
-
-    def _lookup(self, epoch):
+        """The epoch whose triplets epoch ``epoch`` uses (itself, or with ``reuse_previous`` an earlier one)."""
         if epoch in self._triplets:
             return epoch
-        if self.reuse_previous:
-            earlier = [e for e in self._triplets if e < epoch]
-            if earlier:
-                return max(earlier)
-        return None
+        earlier = [e for e in self._triplets if e < epoch] if self.reuse_previous else []
+        if earlier:
+            return max(earlier)
+        raise RuntimeError(
+            f"TripletSampler: no triplets were set for epoch {epoch}; call set_triplets(triplets, epoch={epoch}) "
+            "before building that epoch's batches, or pass reuse_previous=True."
+        )
 
     def batch_rows(self, step):
         step = int(step)
@@ -383,12 +356,10 @@ class TripletSampler:
             raise ValueError(f"step must be >= 0, got {step}.")
         epoch, position = divmod(step, self.steps_per_epoch)
         source = self.triplets(epoch)
-        with self._changed:
-            key = (epoch, source)
-            if key not in self._orders:
-                self._orders[key] = _rng(self.seed, 3, epoch).permutation(len(self._triplets[source]))
-            order = self._orders[key]
-            triplets = self._triplets[source]
+        key = (epoch, source)
+        if key not in self._orders:
+            self._orders[key] = _rng(self.seed, 3, epoch).permutation(len(self._triplets[source]))
+        order = self._orders[key]
         t = self.triplets_per_batch
         take = order[np.arange(position * t, (position + 1) * t) % len(order)]
-        return triplets[take].T.reshape(-1)
+        return self._triplets[source][take].T.reshape(-1)

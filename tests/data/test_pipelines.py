@@ -1,7 +1,5 @@
 """tf.data pipelines on fixture datasets: layouts, no label mix-ups, resume, robustness."""
 
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -101,7 +99,7 @@ def test_triplet_feed_yields_anchor_positive_negative_blocks(cub):
         diff = np.flatnonzero(labels != labels[a])
         triplets.append((a, same[0], diff[a % len(diff)]))
     triplets = np.array(triplets)
-    feed = data.TripletFeed(train, triplets_per_batch=4, steps_per_epoch=2, preprocessing=RAW, timeout=1.0,
+    feed = data.TripletFeed(train, triplets_per_batch=4, steps_per_epoch=2, preprocessing=RAW,
                             validate="decode")
     feed.set_triplets(triplets, epoch=0)
     for images, batch_labels, rows in feed.dataset(num_steps=2, with_rows=True).as_numpy_iterator():
@@ -158,22 +156,19 @@ def test_quick_check_flags_truncation_and_confirms_by_decoding(tmp_path):
     assert check.corrupt_paths == tuple(fake.corrupt)
 
 
-def test_triplet_feed_in_model_fit_with_mining_in_on_epoch_begin(cub):
-    """The prefetching feed waits for each epoch's triplets; a callback mines them with predict()."""
+def test_triplet_feed_in_model_fit_mined_before_each_epoch(cub):
+    """Mine with predict(), then fit the epoch's finite stream: no waiting, no thread handoff."""
     import keras
 
     _, index = cub
     train = index.train()
     prep = data.ImagePreprocessing(crop_size=16, resize=20, mode="inception")
-    # epochs longer than the prefetch depth (see TripletFeed: a discarded iterator waiting on a future
-    # epoch stalls until `timeout`; the JAX backend discards one after building the model)
-    feed = data.TripletFeed(train, triplets_per_batch=2, steps_per_epoch=8, preprocessing=prep, timeout=60.0)
+    feed = data.TripletFeed(train, triplets_per_batch=2, steps_per_epoch=3, preprocessing=prep)
     model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
     model.compile(optimizer="sgd", loss=lambda y, e: keras.ops.mean(keras.ops.square(e)))
     labels = train.labels
-    mined_epochs = []
-
-    def mine(epoch):
+    losses = []
+    for epoch in range(3):
         embeddings = model.predict(data.eval_dataset(train, prep, batch_size=16), verbose=0)
         assert len(embeddings) == len(train) - 1  # the corrupt image is left out
         rng = np.random.default_rng(epoch)
@@ -184,47 +179,9 @@ def test_triplet_feed_in_model_fit_with_mining_in_on_epoch_begin(cub):
             for a in anchors
         ]
         feed.set_triplets(np.array(triplets), epoch=epoch)
-        mined_epochs.append(epoch)
-
-    class Mine(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch > 0:  # epoch 0 is mined before fit: Keras may take a batch before on_epoch_begin(0)
-                mine(epoch)
-
-    mine(0)
-    start = time.perf_counter()
-    history = model.fit(
-        feed.dataset(epochs=3), steps_per_epoch=feed.steps_per_epoch, epochs=3, callbacks=[Mine()], verbose=0
-    )
-    assert mined_epochs == [0, 1, 2] and np.isfinite(history.history["loss"]).all()
-    assert time.perf_counter() - start < 30, "the prefetcher must not wait for a 4th epoch"
-
-
-def test_release_frees_waiting_prefetchers_until_triplets_are_set_again():
-    sampler = data.TripletSampler(num_rows=10, triplets_per_batch=1, steps_per_epoch=1, timeout=30.0)
-    threading.Timer(0.1, sampler.release).start()
-    start = time.perf_counter()
-    with pytest.raises(RuntimeError, match="released while epoch 0 waited"):
-        sampler.batch_rows(0)
-    assert time.perf_counter() - start < 10
-    with pytest.raises(RuntimeError, match="released while epoch 1 waited"):
-        sampler.batch_rows(1)  # released: later waits give up at once too
-    sampler.set_triplets(np.array([[4, 5, 6]]), epoch=2)  # new triplets: waiting works again
-    threading.Timer(0.1, sampler.set_triplets, args=(np.array([[1, 2, 3]]), 0)).start()
-    np.testing.assert_array_equal(sampler.batch_rows(0), [1, 2, 3])
-
-
-def test_unbounded_feed_in_fit_ends_promptly_with_the_release_callback(cub):
-    import keras
-
-    _, index = cub
-    train = index.train()
-    prep = data.ImagePreprocessing(crop_size=8, resize=8, mode="none")
-    # 8-step epochs: longer than the prefetch depth (JAX's build peek must not reach epoch 1)
-    feed = data.TripletFeed(train, triplets_per_batch=2, steps_per_epoch=8, preprocessing=prep, timeout=60.0)
-    feed.set_triplets(np.array([[0, 2, len(train) - 1]]), epoch=0)  # row 1 is the corrupt image
-    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
-    model.compile(optimizer="sgd", loss=lambda y, e: keras.ops.mean(keras.ops.square(e)))
-    start = time.perf_counter()
-    model.fit(feed.dataset(), steps_per_epoch=8, epochs=1, callbacks=[feed.release_callback()], verbose=0)
-    assert time.perf_counter() - start < 30, "fit waited for the prefetcher of epoch 1"
+        history = model.fit(feed.dataset(start_step=3 * epoch, num_steps=3), steps_per_epoch=3,
+                            initial_epoch=epoch, epochs=epoch + 1, verbose=0)  # fmt: skip
+        losses += history.history["loss"]
+    assert len(losses) == 3 and np.isfinite(losses).all()
+    with pytest.raises(Exception, match="no triplets were set for epoch 3"):
+        next(iter(feed.dataset(start_step=9, num_steps=1)))

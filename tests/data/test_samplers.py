@@ -1,7 +1,7 @@
 """Sampler invariants: P×K layout, epoch coverage, DAMLRRM pools, triplet feed, determinism."""
 
 import math
-import threading
+import time
 
 import numpy as np
 import pytest
@@ -131,7 +131,7 @@ def test_asymmetric_custom_pool_sizes_and_errors(rng):
 
 
 def test_triplet_sampler_layout_epochs_and_cycling():
-    sampler = data.TripletSampler(num_rows=20, triplets_per_batch=2, steps_per_epoch=3, seed=0, timeout=0.05)
+    sampler = data.TripletSampler(num_rows=20, triplets_per_batch=2, steps_per_epoch=3, seed=0)
     first = np.array([[0, 1, 2], [3, 4, 5], [6, 7, 8]])
     sampler.set_triplets(first, epoch=0)
     batches = [sampler.batch_rows(s).reshape(3, 2) for s in range(3)]
@@ -145,12 +145,13 @@ def test_triplet_sampler_layout_epochs_and_cycling():
     assert set(sampler.batch_rows(3).tolist()) <= set(second.ravel().tolist())
 
 
-def test_triplet_sampler_waits_for_the_epoch_and_reuses_when_asked():
-    sampler = data.TripletSampler(num_rows=10, triplets_per_batch=1, steps_per_epoch=1, timeout=5.0)
-    timer = threading.Timer(0.2, sampler.set_triplets, args=(np.array([[1, 2, 3]]), 0))
-    timer.start()
-    np.testing.assert_array_equal(sampler.batch_rows(0), [1, 2, 3])
-    reuse = data.TripletSampler(num_rows=10, triplets_per_batch=1, steps_per_epoch=1, timeout=0.01, reuse_previous=True)
+def test_triplet_sampler_fails_at_once_for_a_missing_epoch_and_reuses_when_asked():
+    sampler = data.TripletSampler(num_rows=10, triplets_per_batch=1, steps_per_epoch=1)
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match="no triplets were set for epoch 0; call set_triplets"):
+        sampler.batch_rows(0)
+    assert time.perf_counter() - start < 1.0  # no waiting
+    reuse = data.TripletSampler(num_rows=10, triplets_per_batch=1, steps_per_epoch=1, reuse_previous=True)
     reuse.set_triplets(np.array([[4, 5, 6]]), epoch=0)
     np.testing.assert_array_equal(reuse.batch_rows(5), [4, 5, 6])
 
