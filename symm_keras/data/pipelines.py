@@ -308,7 +308,7 @@ class TripletFeed:
         on_corrupt="skip",
         encoded_images=None,
     ):
-        self.index = index
+        self.index = _check_index(index, "TripletFeed")
         self.encoded_images = encoded_images
         self.eligible = eligible_rows(index, validate if encoded_images is None else "none", on_corrupt)
         self._eligible_mask = np.zeros(len(index), dtype=bool)

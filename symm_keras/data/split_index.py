@@ -60,7 +60,8 @@ class MetadataError(ValueError):
         shown = "\n  ".join(self.problems[:30])
         more = f"\n  ... and {len(self.problems) - 30} more" if len(self.problems) > 30 else ""
         super().__init__(
-            f"{len(self.problems)} problems in the metadata of {self.source}:\n  {shown}{more}\n"
+            f"{len(self.problems)} problem{'s' if len(self.problems) != 1 else ''} in the metadata of "
+            f"{self.source}:\n  {shown}{more}\n"
             "Nothing was read: a wrong id, label or split would silently mislabel images or leak test images "
             "into training. Fix these lines or restore the official files (python -m data_prep.download)."
         )
