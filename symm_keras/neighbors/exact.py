@@ -469,7 +469,7 @@ def _slices(indices, scores, step):
 
 
 def _distances_from_scores(query_squared_norms, scores, metric):
-    """``‖q − y‖² = ‖q‖² − (2 q·y − ‖y‖²)``, clipped at 0 against rounding; its root for ``"euclidean"``."""
+    """``‖q − y‖² = ‖q‖² − (2 q·y − ‖y‖²)``, clipped at 0 against rounding (its root for ``"euclidean"``)."""
     distances = query_squared_norms[:, None] - scores
     np.maximum(distances, 0.0, out=distances)
     return distances if metric == "squared_euclidean" else np.sqrt(distances, out=distances)

@@ -1,4 +1,7 @@
-"""numba is imported only by the parts that need it: the tiled host search, FANNG, triplet selection."""
+"""numba is imported only by the parts that need it: the tiled host search, FANNG, triplet selection.
+
+Losses, layers, metrics, evaluation and the exact search import and run without it.
+"""
 
 import os
 import subprocess
@@ -32,6 +35,7 @@ def test_evaluation_neighbors_and_prim_tree_import_and_run_without_numba():
     out = run("""
         import numpy as np, pytest
         import symm_keras.evaluation, symm_keras.mining, symm_keras.neighbors
+        import symm_keras.layers, symm_keras.losses, symm_keras.metrics  # DAMLRRM's loss uses the Prim tree
         from symm_keras.neighbors import exact, exact_knn, neighbour_lists
         assert not exact.numba_available() and not exact.uses_tiled_host_path("numpy")
         x = np.random.default_rng(0).normal(size=(50, 4)).astype("float32")
