@@ -46,7 +46,7 @@ def test_standard_recall_ks_follow_the_dataset(tmp_path, rng):
 
 def test_bad_inputs(tmp_path, rng):
     path, _, _ = _npz(tmp_path, rng)
-    with pytest.raises(ValueError, match="exactly one of --embeddings and --model"):
+    with pytest.raises(ValueError, match="exactly one of --run, --embeddings and --model"):
         evaluate.run()
     with pytest.raises(ValueError, match="no such file"):
         evaluate.run(embeddings_path=str(tmp_path / "missing.npz"))
