@@ -31,7 +31,7 @@ import time
 import keras
 import numpy as np
 
-from symm_keras.mining.neighbours import neighbour_lists
+from symm_keras.neighbors import neighbour_lists
 from symm_keras.mining.triplet_selection import EpochTriplets, epoch_triplets, random_triplets
 
 
