@@ -1,6 +1,6 @@
 """Lifted structured loss with Symmetrical Synthesis (Gu & Ko, AAAI 2020, eq. 6).
 
-Eq. 6 is garbled in the paper's text; it is read (design.md) as eq. 5 with the
+Eq. 6 is garbled in the paper's text; it is read (docs/architecture.md) as eq. 5 with the
 negative distance min-pooled over the 16 negative pairs ``N̂(l_i, l_k)``
 between the four points (original + synthetic) of classes ``l_i`` and ``l_k``::
 

@@ -1,7 +1,7 @@
 """Loop oracles for the Symm losses, written straight from the paper in numpy float64.
 
 Gu & Ko, AAAI 2020: eq. 1–2 (synthesis), eq. 4 (triplet), eq. 6 (lifted, as
-design.md reads it), eq. 8 (N-pair), eq. 10 (angular); the released code's
+docs/architecture.md reads it), eq. 8 (N-pair), eq. 10 (angular); the released code's
 N-pair / angular pooling ("official"). Deliberately slow and literal: Python
 loops over points, pairs and classes, no vectorisation.
 """
