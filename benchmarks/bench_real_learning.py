@@ -1,0 +1,224 @@
+"""Does training learn on real images? Untrained vs trained Recall@1 on unseen Cars196 classes.
+
+Real Cars196 images of ``../shared/data/cars196_train_side`` (box-cropped,
+224 px; read its README): classes 1–49 train, 50–98 are the unseen classes
+that Recall@1 is measured on. MobileNetV2 with the ImageNet weights of
+``../shared/weights`` and a Glorot 512-d (``--embedding_dim``) head, trained
+with the ``official`` Symm recipe's optimizer: Adam 1e-4 on the staircase
+schedule, coupled L2 decay ``5e-3 · Σ ½‖w‖²`` over the non-batch-norm
+variables, the head's gradient ×10 (``symm_keras.optimizers``). Batches of
+``P`` classes × 2 images, random horizontal flip (our choice: no crop, the
+images are small). For each loss (N-pair, Symm+N-pair) and batch-norm mode
+(``train``: batch statistics; ``frozen``: inference mode, as small-batch
+fine-tuning does) it prints, at step 0 and every ``--eval_every`` steps:
+Recall@1 on the unseen classes, the training loss next to its trivial value
+``log P`` (all embeddings equal), the mean embedding norm, and the share of
+the backbone's pooled features that are zero on every unseen image ("dead").
+The frozen backbone's Recall@1 (pooled ImageNet features) is printed first.
+
+    .venv/bin/python benchmarks/bench_real_learning.py --size 96 --steps 150 --classes_per_batch 16
+
+Images are decoded and resized once (bilinear) and held in memory as uint8.
+Figures: docs/reproduction.md ("Training that learns on real images").
+"""
+
+import argparse
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+SHARED = os.path.join(os.path.dirname(ROOT), "shared")
+DATA = os.path.join(SHARED, "data", "cars196_train_side")
+WEIGHTS = os.path.join(SHARED, "weights", "mobilenet_v2_1.0_224_imagenet_no_top.weights.h5")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=DATA)
+    parser.add_argument("--weights", default=WEIGHTS)
+    parser.add_argument("--size", type=int, default=96, help="input side in pixels")
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--eval_every", type=int, default=50)
+    parser.add_argument("--classes_per_batch", type=int, default=16)
+    parser.add_argument("--embedding_dim", type=int, default=512)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--weight_decay", type=float, default=5e-3, help="coupled L2 coefficient (0: none)")
+    parser.add_argument("--head_gradient", type=float, default=10.0, help="the head's gradient multiplier")
+    parser.add_argument("--head_init_scale", type=float, default=1.0,
+                        help="multiply the Glorot head kernel at init (< 1: smaller initial embeddings and logits)")
+    parser.add_argument("--losses", default="npair,symm_npair")
+    parser.add_argument("--batchnorm", default="train,frozen", help="comma list of train / frozen")
+    parser.add_argument("--eval_images_per_class", type=int, default=40, help="unseen images per class (0: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    for mode in args.batchnorm.split(","):
+        if mode not in ("train", "frozen"):
+            parser.error(f"--batchnorm takes train and/or frozen, got {mode!r}")
+    for name in (args.data, args.weights):
+        if not os.path.exists(name):
+            parser.error(f"{name} not found (see ../shared/data/cars196_train_side/README.md, ../shared/weights)")
+    return args
+
+
+def load_images(index, size):
+    """Every image of ``index`` decoded, resized to ``size × size`` (bilinear), uint8."""
+    import tensorflow as tf
+
+    out = np.empty((len(index), size, size, 3), np.uint8)
+    for i, path in enumerate(index.full_paths()):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        out[i] = np.clip(np.round(tf.image.resize(image, (size, size)).numpy()), 0, 255).astype(np.uint8)
+    return out
+
+
+def split(args):
+    from symm_keras import data
+
+    index = data.load_split_index("cars196", args.data, check_files=False)
+    rng = np.random.default_rng(args.seed)
+    train = index.subset(np.isin(index.labels, range(1, 50)))
+    unseen_rows = []
+    for c in range(50, 99):
+        rows = np.flatnonzero(index.labels == c)
+        if args.eval_images_per_class and len(rows) > args.eval_images_per_class:
+            rows = np.sort(rng.choice(rows, args.eval_images_per_class, replace=False))
+        unseen_rows.extend(rows)
+    unseen = index.subset(np.isin(np.arange(len(index)), unseen_rows))
+    return train, unseen
+
+
+def preprocess(images):
+    return images.astype(np.float32) / 127.5 - 1.0  # MobileNetV2 ([-1, 1])
+
+
+class Batches:
+    """``P`` random classes × 2 random images per step, random horizontal flip."""
+
+    def __init__(self, images, labels, classes_per_batch, seed):
+        self.images, self.labels = images, labels
+        self.by_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+        self.P, self.rng = classes_per_batch, np.random.default_rng(seed)
+
+    def next(self):
+        classes = self.rng.choice(len(self.by_class), self.P, replace=False)
+        rows = np.concatenate([self.rng.choice(self.by_class[c], 2, replace=False) for c in classes])
+        x = self.images[rows]
+        flip = self.rng.random(len(rows)) < 0.5
+        x[flip] = x[flip, :, ::-1]
+        return preprocess(x), self.labels[rows].astype(np.int32)
+
+
+def recall_at_1(features, labels):
+    from symm_keras.evaluation import evaluate_embeddings
+
+    return evaluate_embeddings(features, labels, recall_ks=(1,), metric="cosine", clustering=False).as_dict()[
+        "recall@1"
+    ]
+
+
+def embed(model, images, batch=128):
+    """Outputs for ``images`` in fixed-size batches (the last one padded: one traced shape)."""
+    out = []
+    for i in range(0, len(images), batch):
+        chunk = images[i : i + batch]
+        padded = np.concatenate([chunk, np.zeros((batch - len(chunk),) + chunk.shape[1:], chunk.dtype)])
+        out.append(model.predict_on_batch(preprocess(padded))[: len(chunk)])
+    return np.concatenate(out)
+
+
+def build(args, batchnorm, seed):
+    import keras
+
+    from symm_keras import models
+    from symm_keras.optimizers import StaircaseDecay, with_coupled_decay
+
+    keras.utils.set_random_seed(seed)
+    model = models.build_embedding_model("mobilenet_v2", embedding_dim=args.embedding_dim, weights=args.weights,
+                                         input_size=args.size)  # fmt: skip
+    if args.head_init_scale != 1.0:
+        head = model.get_layer("embedding_head")
+        head.kernel.assign(head.kernel * args.head_init_scale)
+    if batchnorm == "frozen":
+        for layer in model._flatten_layers(include_self=False, recursive=True):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+    schedule = StaircaseDecay(args.lr, 5000, 0.5, stop_step=15000, stop_value=args.lr / 10)
+    optimizer = with_coupled_decay(keras.optimizers.Adam(schedule), args.weight_decay, model=model,
+                                   gradient_multipliers={"^embedding_head/": args.head_gradient})  # fmt: skip
+    backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    features = keras.Model(model.inputs, backbone(model.inputs[0]))
+    return model, optimizer, features
+
+
+def loss_object(name):
+    from symm_keras.losses.npair import NPairLoss
+    from symm_keras.losses.symm_npair import SymmNPairLoss
+
+    return {"npair": NPairLoss, "symm_npair": SymmNPairLoss}[name]()
+
+
+def run(args, loss_name, batchnorm, train_images, train_labels, unseen_images, unseen_labels):
+    model, optimizer, features = build(args, batchnorm, args.seed)
+    model.compile(optimizer=optimizer, loss=loss_object(loss_name))
+    batches = Batches(train_images, train_labels, args.classes_per_batch, args.seed + 1)
+    rows, losses, start = [], [], time.perf_counter()
+
+    def evaluate(step):
+        emb = embed(model, unseen_images)
+        pooled = embed(features, unseen_images)
+        row = {"step": step, "recall@1": recall_at_1(emb, unseen_labels),
+               "mean_norm": float(np.mean(np.linalg.norm(emb, axis=1))),
+               "dead_features": float(np.mean(np.all(pooled == 0, axis=0))),
+               "loss": float(np.mean(losses[-10:])) if losses else None}  # fmt: skip
+        rows.append(row)
+        print(f"  {loss_name:10s} bn={batchnorm:6s} step {step:4d}: R@1 {100 * row['recall@1']:5.1f}  "
+              f"loss {'-' if row['loss'] is None else format(row['loss'], '.3f')} "
+              f"(log P = {math.log(args.classes_per_batch):.3f})  "
+              f"mean |e| {row['mean_norm']:.3g}  dead features {100 * row['dead_features']:.1f}%  "
+              f"[{time.perf_counter() - start:.0f} s]", flush=True)  # fmt: skip
+
+    evaluate(0)
+    for step in range(1, args.steps + 1):
+        x, y = batches.next()
+        losses.append(float(model.train_on_batch(x, y)))
+        if step % args.eval_every == 0 or step == args.steps:
+            evaluate(step)
+    return rows
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import keras
+
+    print(f"keras {keras.__version__} ({keras.backend.backend()}), {os.cpu_count()} CPUs; {args}", flush=True)
+    train_index, unseen_index = split(args)
+    t = time.perf_counter()
+    train_images, unseen_images = load_images(train_index, args.size), load_images(unseen_index, args.size)
+    print(f"loaded {len(train_images)} train images (classes 1-49), {len(unseen_images)} unseen (classes 50-98) "
+          f"at {args.size} px in {time.perf_counter() - t:.0f} s", flush=True)  # fmt: skip
+    _, _, features = build(args, "train", args.seed)
+    print(f"frozen ImageNet backbone (pooled features): R@1 "
+          f"{100 * recall_at_1(embed(features, unseen_images), unseen_index.labels):.1f}", flush=True)  # fmt: skip
+    results = {}
+    for loss_name in args.losses.split(","):
+        for batchnorm in args.batchnorm.split(","):
+            results[(loss_name, batchnorm)] = run(args, loss_name, batchnorm, train_images, train_index.labels,
+                                                  unseen_images, unseen_index.labels)  # fmt: skip
+    print("\nsummary: R@1 on unseen classes 50-98, untrained -> last (best) evaluation")
+    for (loss_name, batchnorm), rows in results.items():
+        first, last = rows[0]["recall@1"], rows[-1]["recall@1"]
+        best = max(r["recall@1"] for r in rows)
+        verdict = "learned" if last > first + 0.01 else "did NOT beat the untrained embedding"
+        print(f"  {loss_name:10s} bn={batchnorm:6s}: {100 * first:5.1f} -> {100 * last:5.1f} ({100 * best:5.1f})  "
+              f"{verdict}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
