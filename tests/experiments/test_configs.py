@@ -101,7 +101,8 @@ def test_every_symm_row_resolves_to_a_json_plan(name, recipe):
                     "pipeline", "eval_metric", "reported_result"):
         assert plan["sources"][setting], setting
     if recipe == "official":
-        assert plan["head_multiplier"] == {**plan["head_multiplier"], "value": 10.0, "kind": "gradient", "effective": 1.0}
+        head = plan["head_multiplier"]
+        assert (head["value"], head["kind"], head["effective"]) == (10.0, "gradient", 1.0)
         assert plan["preprocessing"]["pipeline"] == "symm_official" and plan["preprocessing"]["resize"] == 255
         assert plan["preprocessing"]["bbox_crop"] == name.endswith("cars196")  # cooking_CARS.py
         assert plan["evaluation"]["distance"] == "cosine" and plan["reported_result"]["primary"] == "best_recall@1"
@@ -116,7 +117,8 @@ def test_every_symm_row_resolves_to_a_json_plan(name, recipe):
 
 
 def test_loss_weights_are_the_released_codes():
-    weight = {m: recipes.resolve_config(f"{m}_cub").loss_weight for m in ("npair", "symm_npair", "angular", "symm_angular")}
+    methods_ = ("npair", "symm_npair", "angular", "symm_angular")
+    weight = {m: recipes.resolve_config(f"{m}_cub").loss_weight for m in methods_}
     assert weight == {"npair": 1.0, "symm_npair": 1.0, "angular": 2.0, "symm_angular": 1.0}  # train.py w_*
 
 
@@ -149,7 +151,8 @@ def test_smart_mining_rows_use_caffe_decay_the_epoch_schedule_and_a_hand_kappa()
     assert [schedule.value_at(s) for s in (0, 3 * spe - 1, 3 * spe, 6 * spe)] == pytest.approx([0.1, 0.1, 0.05, 0.025])
     kappa = recipes.build_kappa_schedule(row)
     assert kappa.kappa_for_epoch(2) == 4.0 and kappa.kappa_for_epoch(19) == 1.0
-    assert recipes.build_kappa_schedule(recipes.resolve_config("smart_mining_triplet_fanng_global_adaptive_cub")) is None
+    adaptive = recipes.resolve_config("smart_mining_triplet_fanng_global_adaptive_cub")
+    assert recipes.build_kappa_schedule(adaptive) is None
     assert recipes.build_kappa_schedule(recipes.resolve_config("smart_mining_kappa64_cub")).kappa_for_epoch(2) == 64.0
 
 

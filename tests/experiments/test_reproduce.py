@@ -96,7 +96,8 @@ def test_plan_is_printed_and_saved_before_the_gpu_check(tmp_path, monkeypatch, c
 def test_estimate_follows_the_documented_throughput():
     plan = reproduce.resolved_plans("cub", "official", ["npair"])[0]
     evaluations = 10000 // 100 + 1
-    expected = (10000 * 128 / reproduce.H100_TRAIN_IMAGES_PER_S + evaluations * 5924 / reproduce.H100_EMBED_IMAGES_PER_S)
+    expected = 10000 * 128 / reproduce.H100_TRAIN_IMAGES_PER_S
+    expected += evaluations * 5924 / reproduce.H100_EMBED_IMAGES_PER_S
     assert reproduce.estimate_gpu_hours(plan) == pytest.approx(expected / 3600)
 
 
