@@ -4,14 +4,8 @@ import keras
 
 from experiments.digits import mlp_embedding_model
 
-#: --optimizer name -> keras optimizer class; SGD takes ``momentum``; SGD, Adam
-#: and AdamW take ``weight_decay`` (decoupled, Keras's rule).
-OPTIMIZERS = {
-    "adam": keras.optimizers.Adam,
-    "sgd": keras.optimizers.SGD,
-    "adamw": keras.optimizers.AdamW,
-    "rmsprop": keras.optimizers.RMSprop,
-}
+#: --optimizer names (``experiments.configs.recipes.build_optimizer`` builds them).
+OPTIMIZERS = ("adam", "sgd", "adamw", "rmsprop")
 PRECISIONS = {"none": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 
 
@@ -27,7 +21,7 @@ def build_model(cfg, train_source, seed):
 
         model = models.build_embedding_model(backbone=cfg.backbone, embedding_dim=cfg.embedding_dim,
                                              l2_normalize=cfg.l2_normalize, weights=cfg.backbone_weights,
-                                             input_size=cfg.input_size)  # fmt: skip
+                                             input_size=cfg.input_size, **cfg.backbone_kwargs)  # fmt: skip
     if cfg.freeze_batchnorm:
         freeze_batchnorm(model)
     return model
@@ -44,23 +38,13 @@ def freeze_batchnorm(model):
     return frozen
 
 
-def build_optimizer(cfg, learning_rate=None, gradient_norm=True):
-    """The optimizer of ``cfg``: ``learning_rate`` (a float or a
-    ``keras.optimizers.schedules.LearningRateSchedule``; default ``cfg.lr``),
-    the head's learning-rate multiplier, and (``gradient_norm``) the
-    gradients' global norm recorded for the divergence guard."""
-    cls = OPTIMIZERS[cfg.optimizer]
-    kwargs = {"learning_rate": cfg.lr if learning_rate is None else learning_rate}
-    if cfg.optimizer == "sgd":
-        kwargs["momentum"] = cfg.momentum
-    if cfg.optimizer in ("sgd", "adam", "adamw"):
-        kwargs["weight_decay"] = cfg.weight_decay if cfg.optimizer == "adamw" else (cfg.weight_decay or None)
-    optimizer = cls(**kwargs)
-    if cfg.head_lr_multiplier != 1.0:
-        from symm_keras.models import head_lr_multipliers, with_lr_multipliers
+def build_optimizer(cfg, model, steps_per_epoch, gradient_norm=True):
+    """The optimizer of ``cfg`` (its recipe's learning-rate schedule, weight decay form and
+    head multiplier: ``experiments.configs.recipes.build_optimizer``), recording the gradients'
+    global norm for the divergence guard when ``gradient_norm``."""
+    from experiments.configs import recipes
 
-        # variables under the "embedding_head" layer (build_embedding_model and the MLP name it so)
-        optimizer = with_lr_multipliers(optimizer, head_lr_multipliers(cfg.head_lr_multiplier))
+    optimizer = recipes.build_optimizer(cfg, model, steps_per_epoch)
     return track_gradient_norm(optimizer) if gradient_norm else optimizer
 
 
@@ -78,10 +62,17 @@ class GradientNormMixin:
         return super().apply(grads, trainable_variables)
 
 
+_GRADIENT_NORM_CLASSES = {}
+
+
 def track_gradient_norm(optimizer):
-    """A copy of ``optimizer`` (same class and config) that records the gradients' global norm."""
-    cls = type(f"GradientNorm{type(optimizer).__name__}", (GradientNormMixin, type(optimizer)), {})
-    return cls.from_config(optimizer.get_config())
+    """``optimizer`` (not yet built), made to record the gradients' global norm: its class becomes
+    the :class:`GradientNormMixin` subclass of its class, its state (config, excluded variables) stays."""
+    cls = type(optimizer)
+    if cls not in _GRADIENT_NORM_CLASSES:
+        _GRADIENT_NORM_CLASSES[cls] = type(f"GradientNorm{cls.__name__}", (GradientNormMixin, cls), {})
+    optimizer.__class__ = _GRADIENT_NORM_CLASSES[cls]
+    return optimizer
 
 
 def set_precision(mixed_precision):

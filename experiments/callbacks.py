@@ -38,10 +38,11 @@ class StepCounter(keras.callbacks.Callback):
 
 
 def current_learning_rate(optimizer, step):
-    """The base learning rate at ``step``: a schedule's value, else the optimizer's variable."""
+    """The base learning rate of the update that produced global step ``step``: a schedule's
+    value at ``step - 1`` (its ``iterations`` then), else the optimizer's variable."""
     lr = getattr(optimizer, "_learning_rate", None)
     if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
-        return float(keras.ops.convert_to_numpy(lr(step)))
+        return float(keras.ops.convert_to_numpy(lr(max(step - 1, 0))))
     return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
@@ -84,9 +85,9 @@ class PeriodicEvaluation(RetrievalEvaluation):
     """
 
     def __init__(self, data, writer, every_n_steps, initial_step, total, history, recall_ks, batch_size, seed,
-                 verbose=0):  # fmt: skip
+                 verbose=0, metric="cosine"):  # fmt: skip
         super().__init__(data, every_n_steps=every_n_steps or None, initial_step=initial_step, recall_ks=recall_ks,
-                         prefix="", batch_size=batch_size, seed=seed)  # fmt: skip
+                         prefix="", batch_size=batch_size, seed=seed, metric=metric)  # fmt: skip
         self.writer, self.total, self.history, self.print_results = writer, int(total), history, verbose
 
     def on_epoch_end(self, epoch, logs=None):

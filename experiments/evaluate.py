@@ -8,8 +8,8 @@ r"""Evaluate a training run, saved embeddings or a saved model: Recall@K, R-prec
 ``--run LOGDIR`` re-evaluates a ``experiments.train`` run: its
 ``model.keras`` on its test split, read with the preprocessing, input size,
 batch size, Recall@K cut-offs and k-means seed recorded in ``LOGDIR/run.json``
-(``--data_root`` overrides the recorded dataset directory), so the metrics are
-those of the run's ``results.json``. ``--embeddings`` reads a ``.npz`` holding ``embeddings`` (n, d) and
+(``--data_root`` overrides the recorded dataset directory) and its distance,
+so the metrics are those of the run's ``results.json``. ``--embeddings`` reads a ``.npz`` holding ``embeddings`` (n, d) and
 ``labels`` (n,). ``--model`` loads a ``.keras`` model and embeds a split of a
 dataset read with ``symm_keras.data`` (test transform: resize, centre crop).
 The Recall@K cut-offs default to the dataset's standard ones
@@ -144,10 +144,14 @@ def run_embeddings(run_dir, data_root=None):
     if test["kind"] == "images":
         from symm_keras import data
 
+        from experiments.configs import ExperimentConfig, recipes
         from experiments.sources import ImageSource
 
-        index = data.load_split_index(test["dataset"], data_root or test["root"])
-        prep = data.ImagePreprocessing(crop_size=test["input_size"], resize=test["resize"], mode=test["preprocessing"])
+        root = data_root or test["root"]
+        if root is None:
+            raise ValueError(f"--run: {run_dir!r} does not record its dataset directory; give --data_root.")
+        index = data.load_split_index(test["dataset"], root)
+        prep = recipes.build_preprocessing(ExperimentConfig(**record["config"]), test["preprocessing"])
         source = ImageSource(index.test(), prep, "test")
     elif test["name"] == "digits-test":
         from experiments.digits import digits_sources
@@ -161,7 +165,8 @@ def run_embeddings(run_dir, data_root=None):
     from experiments.reporting import embed
 
     embeddings, labels = embed(model, source, record["eval_batch_size"])
-    return embeddings, labels, {"recall_ks": record["recall_ks"], "seed": record["seed"]}
+    return embeddings, labels, {"recall_ks": record["recall_ks"], "seed": record["seed"],
+                                "metric": record["eval_metric"]}  # fmt: skip
 
 
 def run(
@@ -189,6 +194,7 @@ def run(
         embeddings, labels, settings = run_embeddings(run_dir, data_root)
         recall_ks = recall_ks or [str(k) for k in settings["recall_ks"]]
         evaluate_kwargs.setdefault("seed", settings["seed"])
+        evaluate_kwargs.setdefault("metric", settings["metric"])
         if save_embeddings:
             np.savez(save_embeddings, embeddings=embeddings, labels=labels)
         source = {"run": run_dir}
@@ -238,7 +244,7 @@ def main(argv):
             save_embeddings=FLAGS.save_embeddings,
             recall_ks=FLAGS.recall_ks,
             output_json=FLAGS.output_json,
-            metric=FLAGS.metric,
+            **({"metric": FLAGS.metric} if FLAGS["metric"].present or not FLAGS.run else {}),
             clustering=FLAGS.clustering,
             kmeans=FLAGS.kmeans,
             **({"seed": FLAGS.seed} if FLAGS["seed"].present or not FLAGS.run else {}),

@@ -61,17 +61,14 @@ def write_visuals(writer, logdir, source, embeddings, labels, step, nn_queries, 
         writer.image("tsne", summaries.tsne_image(embeddings, labels, max_points=tsne_points, seed=seed), step)
 
 
-def best_evaluation(history, key="recall@1"):
-    """The entry of ``history`` with the highest ``key`` (the earliest among ties), or ``None``."""
-    scored = [h for h in history if key in h]
-    return max(scored, key=lambda h: (h[key], -h["step"])) if scored else None
-
-
 def results_table(cfg, metrics, recall_ks):
-    """Markdown table: our metrics (%) next to the paper's for the row."""
+    """Markdown table: our metrics (%) next to the paper's for the row; ``metrics``: the reported
+    evaluation (the last one, or the best Recall@1 one, as the row's ``reported_result`` says)."""
     keys = ["nmi", "f1"] + [f"recall@{k}" for k in recall_ks] + ["map@r"]
     paper = cfg.paper_results or {}
     title = f"{cfg.row or cfg.method} — {cfg.dataset}" + (f" ({cfg.paper} {cfg.table})" if cfg.table else "")
+    if "step" in metrics:
+        title += f", {cfg.reported_result} evaluation (step {metrics['step']})"
     lines = [f"### {title}", "", "| metric | ours (%) | paper (%) |", "| --- | ---: | ---: |"]
     for key in keys:
         ours = metrics.get(key)

@@ -1,8 +1,9 @@
 """From flags to a resolved, validated :class:`experiments.configs.ExperimentConfig`.
 
 ``--config NAME`` picks a paper-table row; without it the method's default row
-for ``--dataset`` is used (digits: the offline demo settings). Flags given on
-the command line override the row. Every inconsistency is a
+for ``--dataset`` is used (digits: the offline demo settings). ``--recipe``
+applies one of the row's recipes (``experiments.configs.recipes``), then flags
+given on the command line override single settings. Every inconsistency is a
 :class:`UsageError` (``train.py: error: …``, exit 2) raised before any work.
 """
 
@@ -69,6 +70,7 @@ def resolve_config(values):
     those actually present). Raises :class:`UsageError` on inconsistencies.
     """
     from experiments import configs, methods
+    from experiments.configs import recipes
 
     name = values.get("config")
     if name:
@@ -94,8 +96,16 @@ def resolve_config(values):
             raise UsageError(str(err)) from None
         row = default_config_name(method, dataset) if dataset != "digits" else None
         cfg = configs.get_config(row) if row else method_defaults(method, dataset)
+    try:
+        cfg = recipes.apply_recipe(cfg, values.get("recipe"))
+    except ValueError as err:
+        raise UsageError(f"--recipe: {err}") from None
 
     changes = {k: values[k] for k in CONFIG_FIELDS if values.get(k) is not None}
+    if changes.get("backbone", cfg.backbone) != cfg.backbone:
+        # The row's builder options (GoogLeNet's lrn) and input normalisation are its backbone's:
+        # another backbone gets its own (symm_keras.models.backbone_preprocessing).
+        changes.update(backbone_kwargs={}, preprocessing=None)
     if changes.get("backbone_weights") == "none":
         changes["backbone_weights"] = None
     for key in ("loss_kwargs", "method_kwargs"):

@@ -112,7 +112,8 @@ class ImageSource:
 
     kind = "images"
 
-    def __init__(self, index, preprocessing, name="images"):
+    def __init__(self, index, preprocessing, name="images", data_root=None):
+        self.data_root = data_root  # the dataset directory it was loaded from (recorded for evaluate --run)
         self.index = index
         self.preprocessing = preprocessing
         self.name = name
@@ -131,7 +132,7 @@ class ImageSource:
     def describe(self):
         """What ``experiments.evaluate --run`` needs to rebuild this split: dataset, root, test transform."""
         prep = self.preprocessing
-        return {"kind": self.kind, "name": self.name, "dataset": self.index.dataset, "root": self.index.root,
+        return {"kind": self.kind, "name": self.name, "dataset": self.index.dataset, "root": self.data_root,
                 "input_size": prep.crop_size, "resize": prep.resize, "preprocessing": prep.mode}  # fmt: skip
 
     def eval_dataset(self, batch_size=128):

@@ -24,6 +24,7 @@ test, MLP backbone) is the offline dataset of ``make demo`` and the tests.
 """
 
 import importlib
+import json
 import os
 import sys
 
@@ -61,6 +62,10 @@ def define_flags(flag_values=FLAGS):
 
     flags.DEFINE_string("config", None, "Experiment config (paper-table row) to run, e.g. symm_npair_cub.", **fv)
     flags.DEFINE_bool("list_configs", False, "Print the registered configs and exit.", **fv)
+    flags.DEFINE_string("recipe", None, "Recipe of the row (official, paper, ...; default: the row's own).", **fv)
+    flags.DEFINE_bool("show_config", False, "Print the resolved plan of the run as JSON and exit.", **fv)
+    flags.DEFINE_bool("check_decode", False, "Decode every image of the dataset before training (stops on a "
+                      "corrupt one, naming it).", **fv)  # fmt: skip
     flags.DEFINE_enum("dataset", None, DATASETS, "Dataset (digits = offline demo data).", **fv)
     flags.DEFINE_string("data_root", None, "Dataset directory (official layout; see docs/data.md).", **fv)
     flags.DEFINE_string("method", None, "Training method (experiments.methods registry; see --plugins).", **fv)
@@ -97,10 +102,12 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_bool("restart", False, "Delete the run's checkpoints, TensorBoard files and results first.", **fv)
 
 
-def image_sources(cfg, data_root):
-    """Train/test :class:`experiments.sources.ImageSource` of an official dataset directory."""
+def image_sources(cfg, data_root, check_decode=False):
+    """Train/test :class:`experiments.sources.ImageSource` of an official dataset directory, with the
+    recipe's image transforms; ``check_decode`` decodes every image first (``symm_keras.data.check_decode``)."""
     from symm_keras import data, models
 
+    from experiments.configs import recipes
     from experiments.sources import ImageSource
 
     if not data_root:
@@ -109,15 +116,17 @@ def image_sources(cfg, data_root):
         raise UsageError(f"--data_root {data_root} is not a directory")
     try:
         index = data.load_split_index(cfg.dataset, data_root)
+        if check_decode:
+            data.check_decode(index, on_corrupt="fail")
     except (OSError, ValueError) as err:
         raise UsageError(f"--data_root {data_root}: {err}") from None
-    mode = cfg.preprocessing or models.backbone_preprocessing(cfg.backbone)
-    prep = data.ImagePreprocessing(crop_size=cfg.input_size, resize=cfg.resize, mode=mode)
-    return ImageSource(index.train(), prep, "train"), ImageSource(index.test(), prep, "test")
+    prep = recipes.build_preprocessing(cfg, models.backbone_preprocessing(cfg.backbone))
+    root = os.path.abspath(data_root)
+    return ImageSource(index.train(), prep, "train", root), ImageSource(index.test(), prep, "test", root)
 
 
 def given_flags(flag_values=FLAGS):
-    names = ("config", "dataset", "method", "batch_size", "steps", "epochs", "loss_kwargs", "method_kwargs")
+    names = ("config", "recipe", "dataset", "method", "batch_size", "steps", "epochs", "loss_kwargs", "method_kwargs")
     return {n: flag_values[n].value for n in names + CONFIG_FIELDS if flag_values[n].present}
 
 
@@ -156,9 +165,18 @@ def main(argv, fv=FLAGS):
             c = configs.get_config(name)
             print(f"{name:28s} {c.paper:12s} {c.table:8s} {c.row}")
         return 0
-    _check_run_flags(fv)
     cfg = resolve_config(given_flags(fv))
-    train_source, test_source = digits_sources() if cfg.dataset == "digits" else image_sources(cfg, fv.data_root)
+    if fv.show_config:
+        from experiments.configs import recipes
+
+        plan = recipes.plan(cfg) if cfg.dataset in recipes.TRAIN_IMAGES else cfg.to_dict()
+        print(json.dumps(plan, indent=1, default=str))
+        return 0
+    _check_run_flags(fv)
+    if cfg.dataset == "digits":
+        train_source, test_source = digits_sources()
+    else:
+        train_source, test_source = image_sources(cfg, fv.data_root, fv.check_decode)
     run_training(
         cfg, train_source, test_source, fv.logdir, seed=fv.seed, strategy=fv.strategy,
         mixed_precision=fv.mixed_precision, log_every=fv.log_every, eval_batch_size=fv.eval_batch_size,

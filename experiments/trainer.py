@@ -101,17 +101,16 @@ def unknown_loss_arguments(loss, given):
 
 def run_training(cfg, train_source, test_source, logdir, seed=0, strategy="default", mixed_precision="none",
                  log_every=10, eval_batch_size=256, nn_queries=8, nn_k=5, tsne_points=1500, restart=False,
-                 verbose=1, learning_rate=None):  # fmt: skip
+                 verbose=1):  # fmt: skip
     """Train ``cfg`` on ``train_source``, evaluate on ``test_source``; resumable.
 
     ``strategy``: ``"default"``, ``"mirrored"`` or a ``tf.distribute``
-    strategy instance. ``learning_rate``: a float or a
-    ``keras.optimizers.schedules.LearningRateSchedule`` (default ``cfg.lr``).
-    Returns the results dict also written to ``<logdir>/results.json``.
+    strategy instance. Returns the results dict also written to
+    ``<logdir>/results.json``.
     """
     trainer = Trainer(cfg, train_source, test_source, logdir, seed=seed, log_every=log_every,
                       eval_batch_size=eval_batch_size, visuals=(nn_queries, nn_k, tsne_points), verbose=verbose)  # fmt: skip
-    trainer.build(strategy, mixed_precision, learning_rate)
+    trainer.build(strategy, mixed_precision)
     with contextlib.ExitStack() as stack:
         try:
             os.makedirs(logdir, exist_ok=True)
@@ -139,7 +138,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ build
 
-    def build(self, strategy, mixed_precision, learning_rate):
+    def build(self, strategy, mixed_precision):
         """Model, plan, optimizer, compile; every failure here is a :class:`UsageError`."""
         from experiments.distribution import GlobalBatchLoss, GlobalBatchMetric, setup_strategy
 
@@ -162,17 +161,19 @@ class Trainer:
                     summary_writer=self.writer, global_step=lambda: self.counter.step, strategy=tf_strategy,
                 )  # fmt: skip
                 self.plan = methods.build_plan(cfg.method, context)
+                unknown = unknown_loss_arguments(self.plan.loss, cfg.loss_kwargs)
+                if unknown:
+                    raise UsageError(f"--loss_kwargs: {type(self.plan.loss).__name__} takes no argument(s) {unknown}")
+                # A tf.distribute strategy keeps optimizer variables per replica: no gradient-norm variable there.
+                self.optimizer = build_optimizer(cfg, self.model, self.plan.steps_per_epoch,
+                                                 gradient_norm=tf_strategy is None)  # fmt: skip
             except (ValueError, TypeError, OSError, RuntimeError) as err:
                 raise UsageError(f"--method {cfg.method} / --backbone {cfg.backbone}: {err}") from None
-            unknown = unknown_loss_arguments(self.plan.loss, cfg.loss_kwargs)
-            if unknown:
-                raise UsageError(f"--loss_kwargs: {type(self.plan.loss).__name__} takes no argument(s) {unknown}")
-            # A tf.distribute strategy keeps optimizer variables per replica: no gradient-norm variable there.
-            self.optimizer = build_optimizer(cfg, learning_rate, gradient_norm=tf_strategy is None)
             loss, metrics = self.plan.loss, list(self.plan.metrics)
             if tf_strategy is not None:
                 loss, metrics = GlobalBatchLoss(loss), [GlobalBatchMetric(m) for m in metrics]
-            self.model.compile(optimizer=self.optimizer, loss=loss, metrics=metrics or None)
+            self.model.compile(optimizer=self.optimizer, loss=loss, metrics=metrics or None,
+                               loss_weights=cfg.loss_weight if cfg.loss_weight != 1.0 else None)  # fmt: skip
             self.optimizer.build(self.model.trainable_variables)
         self.total = total_steps(cfg, self.plan.steps_per_epoch)
 
@@ -236,6 +237,7 @@ class Trainer:
         evaluation = PeriodicEvaluation(
             reporting.eval_data(self.test_source, self.eval_batch_size), self.writer, cfg.eval_every, step0,
             self.total, self.history, cfg.resolved_recall_ks(), self.eval_batch_size, self.seed, verbose=self.verbose,
+            metric=cfg.eval_metric,
         )  # fmt: skip
         for callback in (guard, evaluation):
             callback.set_model(self.model)
@@ -283,7 +285,7 @@ class Trainer:
         return reporting.jsonable({
             "config": self.config_dict, "seed": self.seed, "backend": keras.backend.backend(),
             "test_source": self.test_source.describe(), "eval_batch_size": self.eval_batch_size,
-            "recall_ks": list(self.cfg.resolved_recall_ks()),
+            "recall_ks": list(self.cfg.resolved_recall_ks()), "eval_metric": self.cfg.eval_metric,
         })  # fmt: skip
 
     def _export_model(self):
@@ -307,8 +309,10 @@ class Trainer:
         nn_queries, nn_k, tsne_points = self.visuals
         reporting.write_visuals(self.writer, logdir, self.test_source, embeddings, labels, total, nn_queries, nn_k,
                                 tsne_points, self.seed)  # fmt: skip
+        from experiments.configs import recipes
+
         metrics = result.as_dict()
-        best = reporting.best_evaluation(self.history)
+        report = recipes.reported_results(cfg, self.history)
         results = {
             "config": self.config_dict,
             "method": cfg.method,
@@ -320,7 +324,7 @@ class Trainer:
             "strategy": self.strategy_name,
             "mixed_precision": self.mixed_precision,
             "metrics": metrics,
-            "best": best,
+            "report": report,
             "paper_results": dict(cfg.paper_results),
             "evaluation": reporting.jsonable(result.metadata()),
             "history": self.history,
@@ -328,7 +332,8 @@ class Trainer:
         }
         with open(os.path.join(logdir, "results.json"), "w") as f:
             json.dump(reporting.jsonable(results), f, indent=1)
-        table = reporting.results_table(cfg, metrics, cfg.resolved_recall_ks())
+        reported = report["best_recall@1"] if cfg.reported_result == "best_recall@1" else report["last"]
+        table = reporting.results_table(cfg, reported, cfg.resolved_recall_ks())
         with open(os.path.join(logdir, "results.md"), "w") as f:
             f.write(table)
         self.writer.flush()

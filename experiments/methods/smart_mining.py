@@ -14,7 +14,9 @@ the training error metric feeds the optional :class:`AdaptiveKappa`.
 ``config.method_kwargs`` (defaults in ``DEFAULTS``): ``kappa`` (fixed κ or the
 adaptive controller's initial κ), ``adaptive``, ``target_error``,
 ``mined_share``, ``random_epochs``, ``source``, ``k``, ``triplets_per_batch``,
-``lr_halving_epochs`` (the paper halves the learning rate every 3 epochs).
+``lr_halving_epochs`` (the paper halves the learning rate every 3 epochs; a
+row with an ``lr_schedule`` does it in the optimizer instead, and a row's
+``kappa_schedule`` replaces the fixed κ).
 An epoch is ``ceil(N / triplets_per_batch)`` steps (every sample is an anchor
 about once).
 
@@ -106,6 +108,10 @@ def build_smart_mining(context):
         inputs = source.eval_dataset(batch_size=int(options["embed_batch_size"]))
     callbacks = []
     kappa = float(options["kappa"])
+    if cfg.kappa_schedule is not None and not options["adaptive"]:
+        from experiments.configs import recipes
+
+        kappa = recipes.build_kappa_schedule(cfg)  # the row's hand κ schedule (kappa_for_epoch)
     if options["adaptive"]:
         kappa = AdaptiveKappa(target_error=float(options["target_error"]), initial_kappa=kappa,
                               start_epoch=int(options["random_epochs"]))
@@ -116,7 +122,7 @@ def build_smart_mining(context):
     miner.set_model(context.model)  # prepare_epoch embeds with it before the epoch's fit
     callbacks.append(miner)
     halving = int(options["lr_halving_epochs"])
-    if halving > 0:
+    if halving > 0 and cfg.lr_schedule is None:  # a row's lr_schedule halves in the optimizer instead
         base_lr = float(cfg.lr)
         callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch: base_lr * 0.5 ** (epoch // halving)))
     return MethodPlan(

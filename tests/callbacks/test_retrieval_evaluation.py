@@ -91,3 +91,17 @@ def test_multi_output_model_is_refused(rng):
     callback.set_model(model)
     with pytest.raises(ValueError, match="single embedding output"):
         callback.on_epoch_end(0, {})
+
+
+def test_every_n_steps_counts_steps_across_fit_calls(rng):
+    x, labels = _data(rng)
+    model = _model()
+    model.compile(optimizer="sgd", loss="mse")
+    callback = RetrievalEvaluation((x, labels), every_n_steps=3, initial_step=1, recall_ks=(1,), clustering=False)
+    with pytest.raises(ValueError, match="every_n_steps"):
+        RetrievalEvaluation((x, labels), every_n_steps=0)
+    for _ in range(2):  # 2 fits × 2 epochs × 2 steps = steps 2..9 after the initial 1
+        model.fit(x, np.zeros((len(x), 4)), batch_size=15, epochs=2, verbose=0, callbacks=[callback])
+    assert [step for step, _ in callback.results] == [3, 6, 9]
+    expected = evaluate_embeddings(model.predict(x, verbose=0), labels, recall_ks=(1,), clustering=False)
+    assert callback.results[-1][1].recall[1] == pytest.approx(expected.recall[1])

@@ -49,6 +49,7 @@ def test_symm_npair_on_real_cub_images(cub_sample_dir, mobilenet_weights_path, t
     import keras
 
     from experiments import train
+    from experiments.building import build_model
     from experiments.sources import ImageSource
     from symm_keras import data, models
     from symm_keras.losses.symm_npair import SymmNPairLoss
@@ -66,7 +67,7 @@ def test_symm_npair_on_real_cub_images(cub_sample_dir, mobilenet_weights_path, t
 
     # Before training: same seed → same initial weights as the run below.
     keras.utils.set_random_seed(0)
-    model0 = train.build_model(cfg, train_src, seed=0)
+    model0 = build_model(cfg, train_src, seed=0)
     fixed_batches = list(train_src.pk_batches(5, 2, seed=123).take(6).as_numpy_iterator())
     loss_fn = SymmNPairLoss()
 
@@ -81,7 +82,7 @@ def test_symm_npair_on_real_cub_images(cub_sample_dir, mobilenet_weights_path, t
 
     result = train.run_training(cfg, train_src, held_src, str(tmp_path / "run"), seed=0, log_every=10,
                                 tsne_points=200, nn_queries=6, nn_k=4, eval_batch_size=32, verbose=0)  # fmt: skip
-    model1 = train.build_model(cfg, train_src, seed=0)
+    model1 = build_model(cfg, train_src, seed=0)
     from experiments.checkpoints import CheckpointManager
 
     manager = CheckpointManager(str(tmp_path / "run" / "checkpoints"))

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from experiments import rundir, train
+from experiments.trainer import Trainer
 from experiments.checkpoints import CheckpointManager
 from tests.experiments.helpers import REPO, digits, model_arrays, read_events, run_script, tiny_config
 
@@ -139,7 +140,7 @@ def _model_and_optimizer(cfg):
     from experiments.building import build_model, build_optimizer
 
     model = build_model(cfg, digits()[0], seed=0)
-    optimizer = build_optimizer(cfg)
+    optimizer = build_optimizer(cfg, model, steps_per_epoch=91)
     optimizer.build(model.trainable_variables)
     return model, optimizer
 
@@ -242,7 +243,7 @@ def _parse(argv):
         (["--method=no_such", "--dataset=digits"], "unknown --method 'no_such'; available: .*npair"),
         (["--method=npair", "--dataset=cub", "--backbone=nope"], "--backbone: unknown backbone 'nope'"),
         (["--method=npair", "--dataset=cub", "--backbone_weights=/no/such.h5"], "--backbone_weights /no/such.h5: no such"),
-        (["--method=npair", "--dataset=cub", "--input_size=300"], r"--input_size 300 is larger than .*\(256\)"),
+        (["--method=npair", "--dataset=cub", "--input_size=300"], r"--input_size 300 is larger than .*\(25\d\)"),
         (["--method=npair", "--dataset=digits", "--lr=inf"], "--lr must be a finite number > 0, got inf"),
         (["--method=npair", "--dataset=digits", "--log_every=0"], "--log_every must be >= 1"),
         (["--method=npair", "--dataset=digits", "--weight_decay=-1"], "--weight_decay must be a finite number >= 0"),
@@ -302,3 +303,68 @@ def test_a_plugin_method_runs_from_the_command_line(tmp_path, plugin_module):
     with open(logdir / "results.json") as f:
         assert json.load(f)["method"] == "npair_plugin_test"
     assert methods.method_info("npair_plugin_test").l2_normalize
+
+
+def test_image_run_records_its_preprocessing_and_evaluate_run_reproduces_it(tmp_path):
+    """An image dataset (fake CUB, MobileNetV3-Small at 32 px): evaluate --run reads the run's
+    own transform and input size (not evaluate's caffe/227 defaults) and gives its metrics exactly."""
+    from experiments import evaluate
+    from tests.data.fixtures import make_cub
+
+    fake = make_cub(str(tmp_path / "data"), images_per_class=3)  # a gallery of 11 >= Recall@8
+    logdir = tmp_path / "run"
+    fv = _parse(["--method=npair", "--dataset=cub", f"--data_root={fake.root}", "--backbone=mobilenet_v3_small",
+                 "--backbone_weights=none", "--input_size=32", "--embedding_dim=8", "--classes_per_batch=2",
+                 "--steps=2", "--eval_every=0", "--tsne_points=0", "--nn_queries=0", "--eval_batch_size=4",
+                 f"--logdir={logdir}"])  # fmt: skip
+    assert train.main(["train.py"], fv) == 0
+    with open(logdir / "run.json") as f:
+        recorded = json.load(f)["test_source"]
+    assert (recorded["input_size"], recorded["preprocessing"]) == (32, "none")
+    with open(logdir / "results.json") as f:
+        metrics = json.load(f)["metrics"]
+    report = evaluate.run(run_dir=str(logdir))
+    assert report["metrics"] == metrics
+
+
+def test_learning_rate_schedule_is_logged_and_continues_on_resume(tmp_path):
+    """A recipe's staircase schedule (``lr_schedule``): TensorBoard's learning_rate is the rate of
+    each update, and a run resumed (extended) at step 6 goes on where a straight run is."""
+    train_source, test_source = digits()
+    cfg = tiny_config("npair", steps=6, eval_every=0, checkpoint_every=3, lr=1e-2, optimizer="sgd",
+                      lr_schedule={"kind": "staircase", "decay_steps": 4, "decay_rate": 0.5})  # fmt: skip
+    logdir, straight = str(tmp_path / "resumed"), str(tmp_path / "straight")
+    train.run_training(cfg, train_source, test_source, logdir, log_every=1, **QUIET)
+    train.run_training(cfg.replace(steps=12), train_source, test_source, logdir, log_every=1, **QUIET)
+    train.run_training(cfg.replace(steps=12), train_source, test_source, straight, log_every=1, **QUIET)
+    logged = read_events(os.path.join(logdir, "train"))["learning_rate"]
+    assert [s for s, _ in logged] == list(range(1, 13))
+    np.testing.assert_allclose([float(v) for _, v in logged], [1e-2 * 0.5 ** ((s - 1) // 4) for s in range(1, 13)],
+                               rtol=1e-6)  # fmt: skip
+    for a, b in zip(model_arrays(os.path.join(straight, "checkpoints", "step-00000012")),
+                    model_arrays(os.path.join(logdir, "checkpoints", "step-00000012"))):  # fmt: skip
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_recipe_and_show_config(capsys):
+    fv = _parse(["--config=symm_npair_cub", "--recipe=paper", "--show_config"])
+    assert train.main(["train.py"], fv) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["config"] == "symm_npair_cub" and plan["recipe"] == "paper"
+    with pytest.raises(train.UsageError, match="--recipe: .*has no recipe 'official'"):
+        train.main(["train.py"], _parse(["--method=npair", "--dataset=digits", "--recipe=official", "--logdir=/tmp/x"]))
+
+
+def test_coupled_weight_decay_recipe_trains_with_the_gradient_norm_recorded(tmp_path):
+    """The recipe's coupled L2 decay optimizer (``symm_keras.optimizers``) keeps its state when the
+    trainer makes it record the gradient norm; the guard reads a finite norm."""
+    train_source, test_source = digits()
+    cfg = tiny_config("npair", steps=4, eval_every=0, checkpoint_every=2, weight_decay=1e-3,
+                      weight_decay_form="coupled")  # fmt: skip
+    trainer = Trainer(cfg, train_source, test_source, str(tmp_path / "run"), seed=0, log_every=1, eval_batch_size=256,
+                      visuals=(0, 0, 0), verbose=0)  # fmt: skip
+    trainer.build("default", "none")
+    assert trainer.optimizer.coupled_weight_decay == 1e-3 and type(trainer.optimizer).__name__.startswith("Gradient")
+    trainer.model.fit(trainer.plan.train_batches(0, 2), steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)
+    norm = float(keras.ops.convert_to_numpy(trainer.optimizer.gradient_norm.value))
+    assert np.isfinite(norm) and norm > 0
