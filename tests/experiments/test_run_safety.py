@@ -325,6 +325,9 @@ def test_image_run_records_its_preprocessing_and_evaluate_run_reproduces_it(tmp_
         metrics = json.load(f)["metrics"]
     report = evaluate.run(run_dir=str(logdir))
     assert report["metrics"] == metrics
+    code = f"import keras, symm_keras\nprint('shape', keras.saving.load_model({str(logdir / 'model.keras')!r}).output_shape)"
+    done = run_script(code, env={"KERAS_BACKEND": keras.backend.backend()})
+    assert "shape (None, 8)" in done.stdout, done.stderr[-3000:]  # the backbone and head layers load
 
 
 def test_learning_rate_schedule_is_logged_and_continues_on_resume(tmp_path):
