@@ -25,7 +25,7 @@ from symm_keras.ops.pooling import (
     symm_pk_batch,
     synthetic_selection_counts,
 )
-from symm_keras.ops.synthesis import check_synthesis_args
+from symm_keras.ops.synthesis import SYNTHESIS_DEFAULTS, synthesis_options
 
 
 @keras.saving.register_keras_serializable(package="symm_keras")
@@ -39,42 +39,28 @@ class HardestPairPooling(keras.layers.Layer):
         pairs: ``"paper"`` (16 pairs, default) or ``"official"`` (6 combinations).
         top_k: hardest pairs kept per class pair (default 1).
         return_selection: also return synthetic-point counts of the selected pairs.
-        alpha, beta, formula, force_norm: synthesis (default: symmetric point).
+        synthesis_alpha, synthesis_beta, formula, force_norm: synthesis
+            (default: the symmetric point; :mod:`symm_keras.ops.synthesis`).
     """
 
-    def __init__(
-        self,
-        metric="similarity",
-        pairs="paper",
-        top_k=1,
-        return_selection=False,
-        alpha=2.0,
-        beta=1.0,
-        formula="paper",
-        force_norm=None,
-        **kwargs,
-    ):
+    def __init__(self, metric="similarity", pairs="paper", top_k=1, return_selection=False, **kwargs):
+        synthesis = {key: kwargs.pop(key, default) for key, default in SYNTHESIS_DEFAULTS.items()}
+        for old in ("alpha", "beta"):
+            if old in kwargs:
+                synthesis[old] = kwargs.pop(old)  # refused with the new name below
+        self._synthesis = synthesis_options(type(self).__name__, **synthesis)
         super().__init__(**kwargs)
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
         set_pairs_for(pairs)
         check_top_k(top_k, limit=len(set_pairs_for(pairs)))
-        check_synthesis_args(alpha, beta, formula, force_norm)
         self.metric, self.pairs, self.top_k = metric, pairs, top_k
         self.return_selection = bool(return_selection)
-        self.alpha, self.beta = alpha, beta
-        self.formula, self.force_norm = formula, force_norm
+        self.synthesis = synthesis
 
     def call(self, embeddings, labels):
         labels = flatten_labels(labels, embeddings)
-        batch = symm_pk_batch(
-            labels,
-            embeddings,
-            alpha=self.alpha,
-            beta=self.beta,
-            formula=self.formula,
-            force_norm=self.force_norm,
-        )
+        batch = symm_pk_batch(labels, embeddings, **self._synthesis)
         pooled, selection = pool_gram(batch.gram, metric=self.metric, pairs=self.pairs, top_k=self.top_k)
         if self.return_selection:
             return pooled, synthetic_selection_counts(selection, self.pairs)
@@ -94,10 +80,7 @@ class HardestPairPooling(keras.layers.Layer):
                 "pairs": self.pairs,
                 "top_k": self.top_k,
                 "return_selection": self.return_selection,
-                "alpha": self.alpha,
-                "beta": self.beta,
-                "formula": self.formula,
-                "force_norm": self.force_norm,
+                **self.synthesis,
             }
         )
         return config

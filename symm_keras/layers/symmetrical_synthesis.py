@@ -15,7 +15,7 @@ from keras import ops
 
 from symm_keras.ops.labels import flatten_labels, positive_mask
 from symm_keras.ops.pairs import check_pk_layout
-from symm_keras.ops.synthesis import check_synthesis_args, mirror_points
+from symm_keras.ops.synthesis import SYNTHESIS_DEFAULTS, mirror_points, synthesis_options
 
 
 def partner_indices(labels):
@@ -36,36 +36,31 @@ class SymmetricalSynthesis(keras.layers.Layer):
     labels are concrete; ``ValueError`` otherwise). Returns ``(B, D)``.
 
     Args:
-        alpha, beta: eq. 2's parameters (default 2, 1: the symmetric point).
+        synthesis_alpha, synthesis_beta: eq. 2's α and β (default 2, 1: the
+            symmetric point).
         formula: ``"paper"`` (eq. 2, default) or ``"released"``.
         force_norm: ``None``, ``"point"`` or ``"axis"`` (Fig. 4 ablation).
     """
 
-    def __init__(self, alpha=2.0, beta=1.0, formula="paper", force_norm=None, **kwargs):
+    def __init__(self, **kwargs):
+        synthesis = {key: kwargs.pop(key, default) for key, default in SYNTHESIS_DEFAULTS.items()}
+        for old in ("alpha", "beta"):
+            if old in kwargs:
+                synthesis[old] = kwargs.pop(old)  # refused with the new name below
+        self._synthesis = synthesis_options(type(self).__name__, **synthesis)
         super().__init__(**kwargs)
-        check_synthesis_args(alpha, beta, formula, force_norm)
-        self.alpha, self.beta = alpha, beta
-        self.formula, self.force_norm = formula, force_norm
+        self.synthesis = synthesis
 
     def call(self, embeddings, labels):
         labels = flatten_labels(labels, embeddings)
         check_pk_layout(labels, images_per_class=2)
         partner = ops.take(embeddings, partner_indices(labels), axis=0)
-        return mirror_points(
-            embeddings,
-            partner,
-            alpha=self.alpha,
-            beta=self.beta,
-            formula=self.formula,
-            force_norm=self.force_norm,
-        )
+        return mirror_points(embeddings, partner, **self._synthesis)
 
     def compute_output_shape(self, embeddings_shape, labels_shape=None):
         return embeddings_shape
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {"alpha": self.alpha, "beta": self.beta, "formula": self.formula, "force_norm": self.force_norm}
-        )
+        config.update(self.synthesis)
         return config

@@ -10,6 +10,9 @@ the same class and ``0`` otherwise. The Symmetrical Synthesis paper cites it as
 the classic pair loss (Sec. 1). Negative pairs contribute even when the batch
 has no positive pair, so this loss is *not* 0 without positives.
 
+Per sample (:func:`contrastive_loss_per_sample`): each pair's term is shared
+equally by its two rows, scaled so that the batch mean is ``L``.
+
 Parts (:func:`contrastive_loss_parts`, logged as ``contrastive_positive``,
 ``contrastive_negative``, ``contrastive_active_share``): the positive-pair
 term + the negative-pair term (each already divided by ``|Q|``) = loss, and the
@@ -22,7 +25,13 @@ from symm_keras.losses._validation import check_nonnegative
 from symm_keras.losses.base import EmbeddingLoss, active_share, as_float, register
 from symm_keras.ops.distances import pairwise_squared_distances, safe_sqrt
 from symm_keras.ops.labels import flatten_labels, negative_mask, positive_mask
-from symm_keras.ops.reductions import masked_count
+from symm_keras.ops.reductions import masked_count, per_sample_values, safe_mean
+
+
+def _contrastive_per_sample(positive, negative, d2, negative_hinge, pairs):
+    # Ordered pairs count every unordered pair twice; the ratio is unchanged.
+    per_pair = positive * d2 + negative * ops.square(negative_hinge)
+    return per_sample_values(0.5 * ops.sum(per_pair, axis=1), pairs)
 
 
 def contrastive_loss_parts(y_true, y_pred, margin=1.0):
@@ -44,7 +53,7 @@ def contrastive_loss_parts(y_true, y_pred, margin=1.0):
     positive_term = ops.sum(positive * d2) * scale
     negative_term = ops.sum(negative * ops.square(negative_hinge)) * scale
     return {
-        "loss": 0.5 * ops.sum(positive * d2 + negative * ops.square(negative_hinge)) / ops.maximum(pairs, 1.0),
+        "loss": safe_mean(_contrastive_per_sample(positive, negative, d2, negative_hinge, pairs)),
         "positive": positive_term,
         "negative": negative_term,
         "active_share": active_share(negative_hinge, negative_pairs),
@@ -62,17 +71,24 @@ def contrastive_loss(y_true, y_pred, margin=1.0):
     Returns:
         Scalar loss (0 for a batch of fewer than two entries).
     """
+    return safe_mean(contrastive_loss_per_sample(y_true, y_pred, margin))
+
+
+def contrastive_loss_per_sample(y_true, y_pred, margin=1.0):
+    """``(B,)`` per-sample values of :func:`contrastive_loss` (their mean is the loss)."""
     margin = check_nonnegative("margin", margin)
     labels = flatten_labels(y_true, y_pred)
     x = as_float(y_pred)
     d2 = pairwise_squared_distances(x)
-    d = safe_sqrt(d2)
-    positive = ops.cast(positive_mask(labels), x.dtype)
-    negative = ops.cast(negative_mask(labels), x.dtype)
-    per_pair = positive * d2 + negative * ops.square(ops.relu(margin - d))
-    # Ordered pairs count every unordered pair twice; the ratio is unchanged.
-    pairs = masked_count(ops.logical_or(positive_mask(labels), negative_mask(labels)), dtype=x.dtype)
-    return 0.5 * ops.sum(per_pair) / ops.maximum(pairs, 1.0)
+    positive_pairs, negative_pairs = positive_mask(labels), negative_mask(labels)
+    pairs = masked_count(ops.logical_or(positive_pairs, negative_pairs), dtype=x.dtype)
+    return _contrastive_per_sample(
+        ops.cast(positive_pairs, x.dtype),
+        ops.cast(negative_pairs, x.dtype),
+        d2,
+        ops.relu(margin - safe_sqrt(d2)),
+        pairs,
+    )
 
 
 @register
@@ -93,4 +109,4 @@ class ContrastiveLoss(EmbeddingLoss):
 
     def __init__(self, margin=1.0, name="contrastive_loss", **kwargs):
         check_nonnegative("margin", margin)
-        super().__init__(contrastive_loss, name=name, margin=margin, **kwargs)
+        super().__init__(contrastive_loss_per_sample, name=name, margin=margin, **kwargs)

@@ -39,8 +39,6 @@ import numpy as np
 from keras import ops
 
 from symm_keras.losses.base import EmbeddingLoss, as_float, register
-from symm_keras.metrics.loss_part import LossPart
-from symm_keras.mining.prim_mst import prim_minimum_spanning_forest, tree_pair_mask
 from symm_keras.ops.distances import pairwise_distances
 from symm_keras.ops.labels import concrete_value, flatten_labels, same_class_mask
 
@@ -144,6 +142,9 @@ def _normalised(total, violations):
 
 
 def _graph_parts(neat_labels, neat, alpha, beta, positive_pairs, images_per_class):
+    # Imported here: symm_keras.mining loads numba, which the other losses never need.
+    from symm_keras.mining.prim_mst import prim_minimum_spanning_forest, tree_pair_mask
+
     distances = pairwise_distances(neat)
     n = ops.shape(neat)[0]
     upper = ops.cast(ops.triu(ops.ones((n, n)), k=1), "bool")
@@ -306,6 +307,11 @@ class DAMLRRMLoss(EmbeddingLoss):
     """
 
     batch_layout = "damlrrm"
+    # L_g and L_s are divided by their numbers of violating pairs: a batch-level
+    # normalisation that this class does not split into per-sample values.
+    per_sample = False
+    # alpha / beta are the paper's boundary α and margin β (Xu et al. eq. 4-5).
+    renamed_options = {}
     parts_fn = staticmethod(damlrrm_loss_parts)
     summands = ("graph_loss", "shuffled_loss")
     diagnostics = ("graph_violations", "shuffled_violations", "violating_pairs", "mean_tree_edge")
@@ -334,56 +340,3 @@ class DAMLRRMLoss(EmbeddingLoss):
             positive_pairs=positive_pairs,
             **kwargs,
         )
-
-
-@register
-class DAMLRRMLossPart(LossPart):
-    """Batch-mean of one part of the DAMLRRM objective, for ``model.compile(metrics=...)``.
-
-    :class:`symm_keras.metrics.LossPart` of a :class:`DAMLRRMLoss` built from
-    the arguments. ``part`` is one of ``loss``, ``graph_loss``,
-    ``shuffled_loss``, ``graph_violations``, ``shuffled_violations``,
-    ``violating_pairs``, ``mean_tree_edge`` (see :func:`damlrrm_loss_parts`).
-    The remaining arguments must match the loss so the parts describe the
-    optimised objective; they end up in TensorBoard through
-    ``keras.callbacks.TensorBoard``.
-    """
-
-    def __init__(
-        self,
-        part="graph_loss",
-        alpha=30.0,
-        beta=0.5,
-        neat_size=None,
-        images_per_class=None,
-        terms="both",
-        positive_pairs="tree",
-        name=None,
-        dtype=None,
-    ):
-        if part not in PARTS:
-            raise ValueError(f"part must be one of {PARTS}, got {part!r}.")
-        loss = DAMLRRMLoss(
-            alpha=alpha,
-            beta=beta,
-            neat_size=neat_size,
-            images_per_class=images_per_class,
-            terms=terms,
-            positive_pairs=positive_pairs,
-        )
-        super().__init__(loss, part, name=name or f"damlrrm_{part}", dtype=dtype)
-        self.loss_options = {key: value for key, value in loss.get_config().items() if key in _LOSS_OPTIONS}
-
-    def get_config(self):
-        return {"name": self.name, "dtype": self.dtype, "part": self.part, **self.loss_options}
-
-
-def damlrrm_metrics(
-    parts=("graph_loss", "shuffled_loss", "violating_pairs", "mean_tree_edge"), **loss_options
-):
-    """One :class:`DAMLRRMLossPart` per part, ready for ``model.compile(metrics=...)``.
-
-    ``loss_options`` are the loss's own arguments (``alpha``, ``beta``,
-    ``neat_size``, ``images_per_class``, ``terms``, ``positive_pairs``).
-    """
-    return [DAMLRRMLossPart(part, **loss_options) for part in parts]

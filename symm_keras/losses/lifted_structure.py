@@ -10,7 +10,9 @@ distances ``D``::
 (Gu & Ko, AAAI 2020, eq. 5; Oh Song et al. CVPR 2016, eq. 4). The two sums are
 combined in log space (``logaddexp`` of two masked log-sum-exps), so it stays
 finite for any distances. A pair with no negative in the batch has
-``J = −∞`` and contributes 0; no positive pair → 0.
+``J = −∞`` and contributes 0; no positive pair → 0. Per sample
+(:func:`lifted_structure_loss_per_sample`): row ``i`` holds the terms of its
+pairs, scaled so that the batch mean is ``L``.
 
 Parts (:func:`lifted_structure_loss_parts`): ``hinge`` (the loss itself) and
 the diagnostic ``active_share`` (logged as ``lifted_active_share``): the share
@@ -23,7 +25,7 @@ from symm_keras.losses._validation import check_nonnegative
 from symm_keras.losses.base import EmbeddingLoss, active_share, as_float, register
 from symm_keras.ops.distances import pairwise_distances
 from symm_keras.ops.labels import flatten_labels, negative_mask, positive_mask
-from symm_keras.ops.reductions import masked_any, masked_count, masked_logsumexp
+from symm_keras.ops.reductions import masked_any, masked_count, masked_logsumexp, per_sample_values, safe_mean
 
 
 def _logaddexp(a, b):
@@ -34,7 +36,7 @@ def _logaddexp(a, b):
 
 
 def _lifted_terms(y_true, y_pred, margin):
-    """``(loss, J (B, B), counted positive pairs (B, B))`` of eq. 5."""
+    """``(per-sample values (B,), J (B, B), counted, positive pairs (B, B))`` of eq. 5."""
     margin = check_nonnegative("margin", margin)
     labels = flatten_labels(y_true, y_pred)
     x = as_float(y_pred)
@@ -50,13 +52,14 @@ def _lifted_terms(y_true, y_pred, margin):
     per_pair = ops.square(ops.relu(j))
     # Ordered pairs count each unordered pair twice: Σ_ordered / (2·|P_ordered|)
     # equals Σ_unordered / (2·|P|) of eq. 5.
-    total = ops.sum(ops.where(counted, per_pair, ops.zeros_like(per_pair)))
-    return total / ops.maximum(2.0 * masked_count(positive, dtype=x.dtype), 1.0), j, counted, positive
+    per_row = ops.sum(ops.where(counted, per_pair, ops.zeros_like(per_pair)), axis=1)
+    return per_sample_values(per_row, 2.0 * masked_count(positive, dtype=x.dtype)), j, counted, positive
 
 
 def lifted_structure_loss_parts(y_true, y_pred, margin=1.0):
     """``{"loss", "hinge", "active_share"}`` of :func:`lifted_structure_loss`."""
-    loss, j, counted, positive = _lifted_terms(y_true, y_pred, margin)
+    per_sample, j, counted, positive = _lifted_terms(y_true, y_pred, margin)
+    loss = safe_mean(per_sample)
     # Over every positive pair: one without negatives is counted as inactive.
     active = ops.where(counted, j, ops.zeros_like(j))
     return {"loss": loss, "hinge": loss, "active_share": active_share(active, positive)}
@@ -73,6 +76,11 @@ def lifted_structure_loss(y_true, y_pred, margin=1.0):
     Returns:
         Scalar loss; 0 with zero gradient when there is no positive pair.
     """
+    return safe_mean(lifted_structure_loss_per_sample(y_true, y_pred, margin))
+
+
+def lifted_structure_loss_per_sample(y_true, y_pred, margin=1.0):
+    """``(B,)`` per-sample values of :func:`lifted_structure_loss` (mean = the loss)."""
     return _lifted_terms(y_true, y_pred, margin)[0]
 
 
@@ -94,4 +102,4 @@ class LiftedStructureLoss(EmbeddingLoss):
 
     def __init__(self, margin=1.0, name="lifted_structure_loss", **kwargs):
         check_nonnegative("margin", margin)
-        super().__init__(lifted_structure_loss, name=name, margin=margin, **kwargs)
+        super().__init__(lifted_structure_loss_per_sample, name=name, margin=margin, **kwargs)

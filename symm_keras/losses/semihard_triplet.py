@@ -15,7 +15,9 @@ distances ``d`` (Euclidean by default) and the negatives ``N(a)`` of ``a``::
 
 The last fallback is TF Addons' ``masked_maximum`` over an empty mask; it
 yields the docstring golden value 2.4142137 for labels ``[0, 0]``, embeddings
-``[[0, 1], [1, 0]]`` and ``m = 1``.
+``[[0, 1], [1, 0]]`` and ``m = 1``. Per sample
+(:func:`semihard_triplet_loss_per_sample`): row ``a`` holds the terms of its
+positive pairs ``(a, ·)``, scaled so that the batch mean is ``L``.
 
 Parts (:func:`semihard_triplet_loss_parts`): ``hinge`` (the loss itself) and
 the diagnostic ``active_share`` (logged as ``semihard_active_share``): the
@@ -33,7 +35,14 @@ from symm_keras.ops.distances import (
     pairwise_squared_distances,
 )
 from symm_keras.ops.labels import flatten_labels, negative_mask, positive_mask
-from symm_keras.ops.reductions import masked_any, masked_count, masked_max, masked_min
+from symm_keras.ops.reductions import (
+    masked_any,
+    masked_count,
+    masked_max,
+    masked_min,
+    per_sample_values,
+    safe_mean,
+)
 
 DISTANCE_METRICS = ("L2", "squared-L2", "angular")
 
@@ -55,32 +64,43 @@ def semihard_distances(x, distance_metric="L2"):
     return ops.relu(1.0 - pairwise_similarities(unit)) * off_diagonal
 
 
+def semi_hard_negative(d_ap, d_an, negatives, empty_value=0.0):
+    """FaceNet's semi-hard negative distance, the rule of the module docstring.
+
+    The last axis runs over the negative candidates ``d_an`` (``negatives``
+    marks the real ones); ``d_ap`` broadcasts against them. Returns the nearest
+    negative farther than the positive, else the farthest negative, else
+    ``empty_value``. Shared by :mod:`symm_keras.losses.symm_semihard_triplet`.
+    """
+    shape = ops.shape(ops.zeros_like(d_ap) + ops.zeros_like(d_an))
+    d_an = ops.broadcast_to(d_an, shape)
+    negatives = ops.broadcast_to(negatives, shape)
+    outside = ops.logical_and(negatives, ops.greater(d_an, d_ap))
+    nearest_outside = masked_min(d_an, outside, axis=-1)
+    hardest_inside = masked_max(d_an, negatives, axis=-1, empty_value=empty_value)
+    return ops.where(masked_any(outside, axis=-1), nearest_outside, hardest_inside)
+
+
 def _semihard_terms(y_true, y_pred, margin, distance_metric):
-    """``(loss, hinge (B, B), positive pairs (B, B))``."""
+    """``(per-sample values (B,), hinge (B, B), positive pairs (B, B))``."""
     margin = check_nonnegative("margin", margin)
     labels = flatten_labels(y_true, y_pred)
     x = as_float(y_pred)
     d = semihard_distances(x, distance_metric)
     positive = positive_mask(labels)
     negative = negative_mask(labels)
-    # outside[a, p, n]: n is a negative of a farther from a than p is.
-    d_an = ops.expand_dims(d, 1)
-    d_ap = ops.expand_dims(d, 2)
-    outside = ops.logical_and(ops.expand_dims(negative, 1), ops.greater(d_an, d_ap))
-    d_anp = ops.broadcast_to(d_an, ops.shape(outside))
-    nearest_outside = masked_min(d_anp, outside, axis=2)
-    hardest_inside = masked_max(d, negative, axis=1, empty_value=ops.min(d, axis=1))
-    semi_hard = ops.where(
-        masked_any(outside, axis=2), nearest_outside, ops.expand_dims(hardest_inside, 1)
-    )
+    # [a, p, n]: the negatives n of anchor a against the positive p.
+    empty = ops.expand_dims(ops.min(d, axis=1), 1)  # TF Addons' masked_maximum of an empty set
+    semi_hard = semi_hard_negative(ops.expand_dims(d, 2), ops.expand_dims(d, 1), ops.expand_dims(negative, 1), empty)
     hinge = ops.relu(margin + d - semi_hard)
-    total = ops.sum(ops.where(positive, hinge, ops.zeros_like(hinge)))
-    return total / ops.maximum(masked_count(positive, dtype=x.dtype), 1.0), hinge, positive
+    per_anchor = ops.sum(ops.where(positive, hinge, ops.zeros_like(hinge)), axis=1)
+    return per_sample_values(per_anchor, masked_count(positive, dtype=x.dtype)), hinge, positive
 
 
 def semihard_triplet_loss_parts(y_true, y_pred, margin=1.0, distance_metric="L2"):
     """``{"loss", "hinge", "active_share"}`` of :func:`semihard_triplet_loss`."""
-    loss, hinge, positive = _semihard_terms(y_true, y_pred, margin, distance_metric)
+    per_sample, hinge, positive = _semihard_terms(y_true, y_pred, margin, distance_metric)
+    loss = safe_mean(per_sample)
     return {"loss": loss, "hinge": loss, "active_share": active_share(hinge, positive)}
 
 
@@ -96,6 +116,11 @@ def semihard_triplet_loss(y_true, y_pred, margin=1.0, distance_metric="L2"):
     Returns:
         Scalar loss; 0 with zero gradient when the batch has no positive pair.
     """
+    return safe_mean(semihard_triplet_loss_per_sample(y_true, y_pred, margin, distance_metric))
+
+
+def semihard_triplet_loss_per_sample(y_true, y_pred, margin=1.0, distance_metric="L2"):
+    """``(B,)`` per-anchor values of :func:`semihard_triplet_loss` (mean = the loss)."""
     return _semihard_terms(y_true, y_pred, margin, distance_metric)[0]
 
 
@@ -120,7 +145,7 @@ class SemiHardTripletLoss(EmbeddingLoss):
         check_nonnegative("margin", margin)
         check_choice("distance_metric", distance_metric, DISTANCE_METRICS)
         super().__init__(
-            semihard_triplet_loss,
+            semihard_triplet_loss_per_sample,
             name=name,
             margin=margin,
             distance_metric=distance_metric,

@@ -88,12 +88,18 @@ def _squared_distances(x, y):
 
 def ratio_triplet_loss(y_true, y_pred, margin=0.2, normalize=True):
     """Eq. (2): ``mean max(0, 1 − ‖a − n‖ / (‖a − p‖ + m))`` over the triplets."""
+    return ops.mean(ratio_triplet_loss_per_sample(y_true, y_pred, margin, normalize))
+
+
+def ratio_triplet_loss_per_sample(y_true, y_pred, margin=0.2, normalize=True):
+    """``(B,)``: each triplet's eq. (2) term on its three rows (mean = :func:`ratio_triplet_loss`)."""
     if margin <= 0:
         raise ValueError(f"margin must be > 0 (it keeps the ratio finite), got {margin}.")
     a, p, n = split_triplets(y_true, y_pred, normalize)
     d_pos = safe_sqrt(_squared_distances(a, p))
     d_neg = safe_sqrt(_squared_distances(a, n))
-    return ops.mean(ops.relu(1.0 - d_neg / (d_pos + margin)))
+    per_triplet = ops.relu(1.0 - d_neg / (d_pos + margin))
+    return ops.concatenate([per_triplet, per_triplet, per_triplet], axis=0)
 
 
 def global_loss(y_true, y_pred, margin=0.01, weight=1.0, normalize=True):
@@ -143,14 +149,19 @@ class RatioTripletLoss(EmbeddingLoss):
     batch_layout = TRIPLET_LAYOUT
 
     def __init__(self, margin=0.2, normalize=True, name="ratio_triplet_loss", **kwargs):
-        super().__init__(ratio_triplet_loss, name=name, margin=margin, normalize=normalize, **kwargs)
+        super().__init__(ratio_triplet_loss_per_sample, name=name, margin=margin, normalize=normalize, **kwargs)
 
 
 @register
 class GlobalLoss(EmbeddingLoss):
-    """Global loss, Smart Mining eq. (3) (Kumar et al. 2016); triplet batch layout."""
+    """Global loss, Smart Mining eq. (3) (Kumar et al. 2016); triplet batch layout.
+
+    A function of the batch's distance means and variances: no per-sample form
+    (``sample_weight`` / ``reduction`` other than the default raise).
+    """
 
     batch_layout = TRIPLET_LAYOUT
+    per_sample = False
 
     def __init__(self, margin=0.01, weight=1.0, normalize=True, name="global_loss", **kwargs):
         super().__init__(global_loss, name=name, margin=margin, weight=weight, normalize=normalize, **kwargs)
@@ -158,9 +169,13 @@ class GlobalLoss(EmbeddingLoss):
 
 @register
 class SmartMiningLoss(EmbeddingLoss):
-    """Ratio triplet loss (2) + ``global_weight`` × global loss (3); triplet batch layout."""
+    """Ratio triplet loss (2) + ``global_weight`` × global loss (3); triplet batch layout.
+
+    Batch-level like :class:`GlobalLoss` (no per-sample form).
+    """
 
     batch_layout = TRIPLET_LAYOUT
+    per_sample = False
     parts_fn = staticmethod(smart_mining_loss_parts)
     summands = ("ratio_triplet", "global")
     diagnostics = ("active_share",)

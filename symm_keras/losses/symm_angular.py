@@ -27,7 +27,8 @@ Parts (:func:`symm_angular_loss_parts`, logged as ``symm_angular_angular``,
 ``symm_angular_l2``): ``angular`` (the pooled cross-entropy of eq. 10 / the
 released code) + ``l2`` = loss. As for :mod:`symm_keras.losses.symm_npair`, the official pooled positive logit
 does not penalise anti-parallel pairs, so it trains slowly from random
-initialisation (see docs/losses.md).
+initialisation (see docs/losses.md). Synthesis options, batch layouts and
+per-sample values: :mod:`symm_keras.losses.symm_base`.
 """
 
 import itertools
@@ -36,13 +37,14 @@ from keras import ops
 
 from symm_keras.losses._validation import check_nonnegative
 from symm_keras.losses.angular import tan_squared
-from symm_keras.losses.base import EmbeddingLoss, as_float, register
-from symm_keras.losses.npair import pair_l2_regularizer
+from symm_keras.losses.base import register
+from symm_keras.losses.npair import pair_l2_terms
+from symm_keras.losses.symm_base import SymmLoss, class_per_sample, symm_batch
 from symm_keras.losses.symm_npair import check_symm_pairs
-from symm_keras.ops.labels import flatten_labels
-from symm_keras.ops.pooling import PAPER_PAIRS, gather_set_pairs, pool_hardest, symm_pk_batch
+from symm_keras.ops.pooling import PAPER_PAIRS, gather_set_pairs, pool_hardest
+from symm_keras.ops.reductions import masked_mean, safe_mean
 from symm_keras.ops.softmax_pairs import npair_cross_entropy
-from symm_keras.ops.synthesis import check_synthesis_args, class_pair_negatives
+from symm_keras.ops.synthesis import class_pair_negatives
 
 # eq. 10: unordered pairs {p, q} of class-i sets × negative set r (24 triplets).
 PAPER_TRIPLETS = tuple(
@@ -56,13 +58,13 @@ def _take_last(x, index):
     return ops.take(x, ops.convert_to_tensor(index, dtype="int32"), axis=-1)
 
 
-def symm_angular_logits(gram, alpha=45.0, pairs="official", top_k=1):
+def symm_angular_logits(gram, angle=45.0, pairs="official", top_k=1):
     """``(positive_logits (N,), negative_logits (N, N[, top_k]))`` of Symm + angular.
 
     ``gram`` is the ``(4, N, 4, N)`` Gram tensor of ``A, P, A', P'``
     (:func:`symm_keras.ops.pooling.synthesis_gram`).
     """
-    t = tan_squared(alpha)
+    t = tan_squared(angle)
     c_p, c_n = 2.0 * (1.0 + t), 4.0 * t
     # dots[i, k, 4s + u] = z_{s,i} · z_{u,k}, from one matrix product.
     dots = gather_set_pairs(gram, PAPER_PAIRS)
@@ -81,66 +83,58 @@ def symm_angular_logits(gram, alpha=45.0, pairs="official", top_k=1):
     return positive, negatives
 
 
-def symm_angular_loss_parts(
-    y_true,
-    y_pred,
-    angle=45.0,
-    pairs="official",
-    l2_reg=0.002,
-    top_k=1,
-    alpha=2.0,
-    beta=1.0,
-    formula="paper",
-    force_norm=None,
-):
-    """``{"loss", "angular", "l2"}`` of :func:`symm_angular_loss`: ``loss = angular + l2``."""
+def _symm_angular_terms(y_true, y_pred, angle, pairs, l2_reg, top_k, synthesis):
+    """``(batch, x, angular cross-entropy per class, L2 term per class)``."""
     tan_squared(angle)
     check_symm_pairs(pairs, top_k)
     l2_reg = check_nonnegative("l2_reg", l2_reg)
-    check_synthesis_args(alpha, beta, formula, force_norm)
-    labels = flatten_labels(y_true, y_pred)
-    x = as_float(y_pred)
-    batch = symm_pk_batch(labels, x, alpha=alpha, beta=beta, formula=formula, force_norm=force_norm)
-    pair_labels, pair_valid = batch.pair_labels, batch.pair_valid
-    positive, negative = symm_angular_logits(batch.gram, alpha=angle, pairs=pairs, top_k=top_k)
-    negatives = class_pair_negatives(pair_labels, pair_valid)
-    angular = npair_cross_entropy(positive, negative, negatives, anchor_mask=pair_valid)
-    l2 = pair_l2_regularizer(batch.anchors, batch.positives, l2_reg)
-    return {"loss": angular + l2, "angular": angular, "l2": l2}
+    batch, x = symm_batch(y_true, y_pred, synthesis)
+    positive, negative = symm_angular_logits(batch.gram, angle=angle, pairs=pairs, top_k=top_k)
+    negatives = class_pair_negatives(batch.pair_labels, batch.pair_valid)
+    angular = npair_cross_entropy(positive, negative, negatives, anchor_mask=batch.pair_valid)
+    l2 = ops.where(batch.pair_valid, pair_l2_terms(batch.anchors, batch.positives, l2_reg), 0.0)
+    return batch, x, angular, l2
 
 
-def symm_angular_loss(
-    y_true,
-    y_pred,
-    angle=45.0,
-    pairs="official",
-    l2_reg=0.002,
-    top_k=1,
-    alpha=2.0,
-    beta=1.0,
-    formula="paper",
-    force_norm=None,
+def symm_angular_loss_parts(y_true, y_pred, angle=45.0, pairs="official", l2_reg=0.002, top_k=1, **synthesis):
+    """``{"loss", "angular", "l2"}`` of :func:`symm_angular_loss`: ``loss = angular + l2``."""
+    batch, _, angular, l2 = _symm_angular_terms(y_true, y_pred, angle, pairs, l2_reg, top_k, synthesis)
+    valid = batch.pair_valid
+    return {
+        "loss": masked_mean(angular + l2, valid),
+        "angular": masked_mean(angular, valid),
+        "l2": masked_mean(l2, valid),
+    }
+
+
+def symm_angular_loss_per_sample(
+    y_true, y_pred, angle=45.0, pairs="official", l2_reg=0.002, top_k=1, **synthesis
 ):
+    """``(B,)`` per-sample values of :func:`symm_angular_loss` (their mean is the loss)."""
+    batch, x, angular, l2 = _symm_angular_terms(y_true, y_pred, angle, pairs, l2_reg, top_k, synthesis)
+    return class_per_sample(angular + l2, batch, ops.sum(ops.cast(batch.pair_valid, x.dtype)), x)
+
+
+def symm_angular_loss(y_true, y_pred, angle=45.0, pairs="official", l2_reg=0.002, top_k=1, **synthesis):
     """Symm + angular loss (eq. 10 or the released code), see the module docstring.
 
     Args:
-        y_true: integer labels ``(B,)``/``(B, 1)``, every class exactly twice.
+        y_true: integer labels ``(B,)``/``(B, 1)``, every class exactly twice
+            (other layouts: :mod:`symm_keras.losses.symm_base`).
         y_pred: raw embeddings ``(B, D)``.
-        angle: the angular loss's ``α`` in degrees, ``0 < α < 90`` (default 45).
-            (Named ``angle`` because ``alpha`` is eq. 2's synthesis parameter.)
+        angle: the angular loss's ``α`` in degrees, ``0 < α < 90`` (default 45),
+            as ``AngularLoss(angle=...)``.
         pairs: ``"official"`` (default, 12 ordered set pairs) or ``"paper"``.
         l2_reg: ``λ`` of the L2 term (default 0.002, 0 = off).
         top_k: candidates kept per class pair, ``pairs="paper"`` only.
-        alpha, beta, formula, force_norm: synthesis, see
-            :func:`symm_keras.ops.synthesis.mirror_points`.
+        **synthesis: ``synthesis_alpha``, ``synthesis_beta``, ``formula``,
+            ``force_norm`` (:mod:`symm_keras.losses.symm_base`).
     """
-    return symm_angular_loss_parts(
-        y_true, y_pred, angle, pairs, l2_reg, top_k, alpha, beta, formula, force_norm
-    )["loss"]
+    return safe_mean(symm_angular_loss_per_sample(y_true, y_pred, angle, pairs, l2_reg, top_k, **synthesis))
 
 
 @register
-class SymmAngularLoss(EmbeddingLoss):
+class SymmAngularLoss(SymmLoss):
     """Symm + angular loss (eq. 10 / released code); see :func:`symm_angular_loss`.
 
     Args:
@@ -148,43 +142,19 @@ class SymmAngularLoss(EmbeddingLoss):
         pairs: ``"official"`` (default) or ``"paper"``.
         l2_reg: official L2 term weight ``λ`` (default 0.002, 0 = off).
         top_k: candidates per class pair (default 1; >1 needs ``"paper"``).
-        alpha, beta, formula, force_norm: synthesis (default: symmetric point).
+        **kwargs: synthesis options (default: the symmetric point), ``reduction``, ``dtype``.
     """
 
     batch_layout = "pk"
-    images_per_class = 2
     zero_without_positives = True
     parts_fn = staticmethod(symm_angular_loss_parts)
     summands = ("angular", "l2")
     parts_prefix = "symm_angular"
 
-    def __init__(
-        self,
-        angle=45.0,
-        pairs="official",
-        l2_reg=0.002,
-        top_k=1,
-        alpha=2.0,
-        beta=1.0,
-        formula="paper",
-        force_norm=None,
-        name="symm_angular_loss",
-        **kwargs,
-    ):
+    def __init__(self, angle=45.0, pairs="official", l2_reg=0.002, top_k=1, name="symm_angular_loss", **kwargs):
         tan_squared(angle)
         check_symm_pairs(pairs, top_k)
         check_nonnegative("l2_reg", l2_reg)
-        check_synthesis_args(alpha, beta, formula, force_norm)
         super().__init__(
-            symm_angular_loss,
-            name=name,
-            angle=angle,
-            pairs=pairs,
-            l2_reg=l2_reg,
-            top_k=top_k,
-            alpha=alpha,
-            beta=beta,
-            formula=formula,
-            force_norm=force_norm,
-            **kwargs,
+            symm_angular_loss_per_sample, name, angle=angle, pairs=pairs, l2_reg=l2_reg, top_k=top_k, **kwargs
         )

@@ -34,17 +34,22 @@ which is maximal again for an anti-parallel pair ``a = −p``, so from random
 initialisation it learns much more slowly than ``"paper"`` (docs/losses.md,
 "Symm: paper vs released code"); from a pretrained backbone, as in the paper,
 pairs start close and it trains as published.
+
+Synthesis options, batch layouts and per-sample values (each class's
+cross-entropy + its L2 share ``0.25·λ·(‖a_i‖² + ‖p_i‖²)``):
+:mod:`symm_keras.losses.symm_base`.
 """
 
 from keras import ops
 
 from symm_keras.losses._validation import check_choice, check_nonnegative
-from symm_keras.losses.base import EmbeddingLoss, as_float, register
-from symm_keras.losses.npair import pair_l2_regularizer
-from symm_keras.ops.labels import flatten_labels
-from symm_keras.ops.pooling import PAIR_MODES, check_top_k, pool_gram, symm_pk_batch
+from symm_keras.losses.base import register
+from symm_keras.losses.npair import pair_l2_terms
+from symm_keras.losses.symm_base import SymmLoss, class_per_sample, symm_batch
+from symm_keras.ops.pooling import PAIR_MODES, check_top_k, pool_gram
+from symm_keras.ops.reductions import masked_mean, safe_mean
 from symm_keras.ops.softmax_pairs import npair_cross_entropy
-from symm_keras.ops.synthesis import check_synthesis_args, class_pair_negatives
+from symm_keras.ops.synthesis import class_pair_negatives
 
 
 def check_symm_pairs(pairs, top_k):
@@ -58,106 +63,74 @@ def check_symm_pairs(pairs, top_k):
         )
 
 
-def symm_npair_loss_parts(
-    y_true,
-    y_pred,
-    pairs="official",
-    l2_reg=0.002,
-    top_k=1,
-    alpha=2.0,
-    beta=1.0,
-    formula="paper",
-    force_norm=None,
-):
-    """``{"loss", "softmax", "l2"}`` of :func:`symm_npair_loss`: ``loss = softmax + l2``."""
+def _symm_npair_terms(y_true, y_pred, pairs, l2_reg, top_k, synthesis):
+    """``(batch, x, cross-entropy per class, L2 term per class)``."""
     check_symm_pairs(pairs, top_k)
     l2_reg = check_nonnegative("l2_reg", l2_reg)
-    check_synthesis_args(alpha, beta, formula, force_norm)
-    labels = flatten_labels(y_true, y_pred)
-    x = as_float(y_pred)
-    batch = symm_pk_batch(labels, x, alpha=alpha, beta=beta, formula=formula, force_norm=force_norm)
-    pair_labels, pair_valid = batch.pair_labels, batch.pair_valid
+    batch, x = symm_batch(y_true, y_pred, synthesis)
     pooled, _ = pool_gram(batch.gram, metric="similarity", pairs=pairs, top_k=top_k)
     if pairs == "official":
         positive = ops.diagonal(pooled)
     else:
         positive = ops.sum(batch.anchors * batch.positives, axis=-1)
-    negatives = class_pair_negatives(pair_labels, pair_valid)
-    softmax = npair_cross_entropy(positive, pooled, negatives, anchor_mask=pair_valid)
-    l2 = pair_l2_regularizer(batch.anchors, batch.positives, l2_reg)
-    return {"loss": softmax + l2, "softmax": softmax, "l2": l2}
+    negatives = class_pair_negatives(batch.pair_labels, batch.pair_valid)
+    softmax = npair_cross_entropy(positive, pooled, negatives, anchor_mask=batch.pair_valid)
+    l2 = ops.where(batch.pair_valid, pair_l2_terms(batch.anchors, batch.positives, l2_reg), 0.0)
+    return batch, x, softmax, l2
 
 
-def symm_npair_loss(
-    y_true,
-    y_pred,
-    pairs="official",
-    l2_reg=0.002,
-    top_k=1,
-    alpha=2.0,
-    beta=1.0,
-    formula="paper",
-    force_norm=None,
-):
+def symm_npair_loss_parts(y_true, y_pred, pairs="official", l2_reg=0.002, top_k=1, **synthesis):
+    """``{"loss", "softmax", "l2"}`` of :func:`symm_npair_loss`: ``loss = softmax + l2``."""
+    batch, _, softmax, l2 = _symm_npair_terms(y_true, y_pred, pairs, l2_reg, top_k, synthesis)
+    valid = batch.pair_valid
+    return {
+        "loss": masked_mean(softmax + l2, valid),
+        "softmax": masked_mean(softmax, valid),
+        "l2": masked_mean(l2, valid),
+    }
+
+
+def symm_npair_loss_per_sample(y_true, y_pred, pairs="official", l2_reg=0.002, top_k=1, **synthesis):
+    """``(B,)`` per-sample values of :func:`symm_npair_loss` (their mean is the loss)."""
+    batch, x, softmax, l2 = _symm_npair_terms(y_true, y_pred, pairs, l2_reg, top_k, synthesis)
+    return class_per_sample(softmax + l2, batch, ops.sum(ops.cast(batch.pair_valid, x.dtype)), x)
+
+
+def symm_npair_loss(y_true, y_pred, pairs="official", l2_reg=0.002, top_k=1, **synthesis):
     """Symm + N-pair loss (eq. 8 or the released code), see the module docstring.
 
     Args:
-        y_true: integer labels ``(B,)``/``(B, 1)``, every class exactly twice.
+        y_true: integer labels ``(B,)``/``(B, 1)``, every class exactly twice
+            (other layouts: :mod:`symm_keras.losses.symm_base`).
         y_pred: raw embeddings ``(B, D)``.
         pairs: ``"official"`` (default, 6 combinations, positive pooled too)
             or ``"paper"`` (eq. 8: 16 pairs, positive logit ``a·p``).
         l2_reg: ``λ`` of the L2 term (default 0.002, 0 = off).
         top_k: hardest pairs per class pair, ``pairs="paper"`` only.
-        alpha, beta, formula, force_norm: synthesis, see
-            :func:`symm_keras.ops.synthesis.mirror_points`.
+        **synthesis: ``synthesis_alpha``, ``synthesis_beta``, ``formula``,
+            ``force_norm`` (:mod:`symm_keras.losses.symm_base`).
     """
-    return symm_npair_loss_parts(
-        y_true, y_pred, pairs, l2_reg, top_k, alpha, beta, formula, force_norm
-    )["loss"]
+    return safe_mean(symm_npair_loss_per_sample(y_true, y_pred, pairs, l2_reg, top_k, **synthesis))
 
 
 @register
-class SymmNPairLoss(EmbeddingLoss):
+class SymmNPairLoss(SymmLoss):
     """Symm + N-pair loss (eq. 8 / released code); see :func:`symm_npair_loss`.
 
     Args:
         pairs: ``"official"`` (default) or ``"paper"``.
         l2_reg: official L2 term weight ``λ`` (default 0.002, 0 = off).
         top_k: hardest pairs per class pair (default 1; >1 needs ``"paper"``).
-        alpha, beta, formula, force_norm: synthesis (default: symmetric point).
+        **kwargs: synthesis options (default: the symmetric point), ``reduction``, ``dtype``.
     """
 
     batch_layout = "pk"
-    images_per_class = 2
     zero_without_positives = True
     parts_fn = staticmethod(symm_npair_loss_parts)
     summands = ("softmax", "l2")
     parts_prefix = "symm_npair"
 
-    def __init__(
-        self,
-        pairs="official",
-        l2_reg=0.002,
-        top_k=1,
-        alpha=2.0,
-        beta=1.0,
-        formula="paper",
-        force_norm=None,
-        name="symm_npair_loss",
-        **kwargs,
-    ):
+    def __init__(self, pairs="official", l2_reg=0.002, top_k=1, name="symm_npair_loss", **kwargs):
         check_symm_pairs(pairs, top_k)
         check_nonnegative("l2_reg", l2_reg)
-        check_synthesis_args(alpha, beta, formula, force_norm)
-        super().__init__(
-            symm_npair_loss,
-            name=name,
-            pairs=pairs,
-            l2_reg=l2_reg,
-            top_k=top_k,
-            alpha=alpha,
-            beta=beta,
-            formula=formula,
-            force_norm=force_norm,
-            **kwargs,
-        )
+        super().__init__(symm_npair_loss_per_sample, name, pairs=pairs, l2_reg=l2_reg, top_k=top_k, **kwargs)

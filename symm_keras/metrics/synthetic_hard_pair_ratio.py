@@ -21,10 +21,10 @@ It accumulates counts over the batches of an epoch like every Keras metric, so
 import keras
 from keras import ops
 
-from symm_keras.losses.base import as_float
+from symm_keras.ops.dtypes import as_float
 from symm_keras.ops.labels import flatten_labels
 from symm_keras.ops.pooling import METRICS, pool_gram, set_pairs_for, symm_pk_batch, synthetic_selection_counts
-from symm_keras.ops.synthesis import check_synthesis_args, class_pair_negatives
+from symm_keras.ops.synthesis import SYNTHESIS_DEFAULTS, class_pair_negatives, synthesis_options
 
 COUNTS = ("both", "negative")
 
@@ -40,7 +40,8 @@ class SyntheticHardPairRatio(keras.metrics.Metric):
         metric: ``"similarity"`` (default), ``"squared_euclidean"`` or ``"euclidean"``.
         pairs: ``"official"`` (default, as :class:`SymmNPairLoss`) or ``"paper"``.
         count: ``"both"`` (default) or ``"negative"`` (see the module docstring).
-        alpha, beta, formula, force_norm: synthesis (default: symmetric point).
+        synthesis_alpha, synthesis_beta, formula, force_norm: synthesis
+            (default: the symmetric point), as the loss's.
     """
 
     def __init__(
@@ -48,23 +49,19 @@ class SyntheticHardPairRatio(keras.metrics.Metric):
         metric="similarity",
         pairs="official",
         count="both",
-        alpha=2.0,
-        beta=1.0,
-        formula="paper",
-        force_norm=None,
         name="synthetic_hard_pair_ratio",
         dtype=None,
+        **synthesis,
     ):
+        self._synthesis = synthesis_options(type(self).__name__, **synthesis)
         super().__init__(name=name, dtype=dtype)
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
         set_pairs_for(pairs)
         if count not in COUNTS:
             raise ValueError(f"count must be one of {COUNTS}, got {count!r}.")
-        check_synthesis_args(alpha, beta, formula, force_norm)
         self.metric, self.pairs, self.count = metric, pairs, count
-        self.alpha, self.beta = alpha, beta
-        self.formula, self.force_norm = formula, force_norm
+        self.synthesis = {**SYNTHESIS_DEFAULTS, **synthesis}
         self.synthetic = self.add_variable(shape=(), initializer="zeros", name="synthetic", dtype="float32")
         self.total = self.add_variable(shape=(), initializer="zeros", name="total", dtype="float32")
 
@@ -72,9 +69,7 @@ class SyntheticHardPairRatio(keras.metrics.Metric):
         """Add one batch's counts; ``sample_weight`` is not meaningful per pair and is ignored."""
         labels = flatten_labels(y_true, y_pred)
         x = ops.cast(as_float(y_pred), "float32")
-        batch = symm_pk_batch(
-            labels, x, alpha=self.alpha, beta=self.beta, formula=self.formula, force_norm=self.force_norm
-        )
+        batch = symm_pk_batch(labels, x, **self._synthesis)
         pair_labels, pair_valid = batch.pair_labels, batch.pair_valid
         _, selection = pool_gram(batch.gram, metric=self.metric, pairs=self.pairs, top_k=1)
         synthetic = ops.cast(synthetic_selection_counts(selection, self.pairs, self.count), "float32")
@@ -97,8 +92,5 @@ class SyntheticHardPairRatio(keras.metrics.Metric):
             "metric": self.metric,
             "pairs": self.pairs,
             "count": self.count,
-            "alpha": self.alpha,
-            "beta": self.beta,
-            "formula": self.formula,
-            "force_norm": self.force_norm,
+            **self.synthesis,
         }

@@ -7,14 +7,23 @@ from symm_keras.ops.distances import (
     pairwise_squared_distances,
     safe_sqrt,
 )
+from symm_keras.ops.dtypes import as_float
 from symm_keras.ops.labels import (
     concrete_value,
     flatten_labels,
+    labels_as_integers,
     negative_mask,
     positive_mask,
     same_class_mask,
 )
-from symm_keras.ops.pairs import check_pk_layout, occurrence_rank, split_anchor_positive
+from symm_keras.ops.pairs import (
+    PairIndex,
+    check_pk_layout,
+    occurrence_rank,
+    pair_indices,
+    pairs_to_rows,
+    split_anchor_positive,
+)
 from symm_keras.ops.pooling import hardest_pair_pooling, pool_gram, symm_pk_batch, synthesis_gram
 from symm_keras.ops.reductions import (
     masked_any,
@@ -25,6 +34,7 @@ from symm_keras.ops.reductions import (
     masked_min,
     masked_softplus_logsumexp,
     masked_sum,
+    per_sample_values,
     safe_mean,
 )
 from symm_keras.ops.softmax_pairs import npair_cross_entropy

@@ -6,19 +6,32 @@ static shapes raise ``ValueError`` naming the argument at trace time; problems
 that need the label *values* (batch layout) are checked whenever the values are
 concrete (eager calls, the first call of a ``Loss``), see
 :func:`concrete_value`.
+
+Labels keep their integer dtype (int32 or int64), so every int64 label value is
+compared exactly. Keras's ``Loss.__call__`` would cast ``y_true`` to float32,
+which merges labels above 2**24 (2**24 and 2**24 + 1 are the same float32);
+:class:`symm_keras.losses.EmbeddingLoss` therefore never casts labels, and
+float labels are only accepted when they are integers that their dtype holds
+exactly (checked when concrete, see :func:`labels_as_integers`).
 """
 
+import keras
 import numpy as np
 from keras import ops
 
+_EXACT_FLOAT_INTEGERS = {"float16": 2**11, "bfloat16": 2**8, "float32": 2**24, "float64": 2**53}
+
 
 def flatten_labels(y_true, y_pred):
-    """Return labels as an int32 vector of length ``B`` after checking shapes.
+    """Return labels as an integer vector of length ``B`` after checking shapes.
+
+    The integer dtype is kept (see :func:`labels_as_integers`).
 
     Raises:
         ValueError: ``y_pred`` is not 2-D, or ``y_true`` is not ``(B,)``/``(B, 1)``
             with the same ``B`` as ``y_pred``.
     """
+    y_true = labels_as_integers(y_true)
     pred_shape = tuple(y_pred.shape)
     true_shape = tuple(y_true.shape)
     if len(pred_shape) != 2:
@@ -37,7 +50,51 @@ def flatten_labels(y_true, y_pred):
         raise ValueError(
             f"y_true has {true_shape[0]} labels but y_pred has {pred_shape[0]} embeddings."
         )
-    return ops.cast(y_true, "int32")
+    return y_true
+
+
+def labels_as_integers(y_true):
+    """``y_true`` as an integer tensor, never rounding a label.
+
+    Integer labels keep their dtype. Boolean labels become int32. Float labels
+    (e.g. a pipeline that made them float) become integers when their values
+    are concrete and exact: whole numbers of magnitude at most ``2**24``
+    (float32; ``2**53`` for float64), else ``ValueError``; under tracing they
+    are cast unchecked (pass integer labels to avoid this).
+
+    On JAX without ``jax_enable_x64`` an int64 array becomes int32 at
+    conversion; a concrete numpy label outside the int32 range raises
+    ``ValueError`` here instead of wrapping around.
+    """
+    if isinstance(y_true, (np.ndarray, np.generic, list, tuple, int)):
+        y_true = np.asarray(y_true)
+        if y_true.dtype.kind in "iu" and y_true.size and keras.backend.backend() == "jax":
+            import jax  # the backend in use
+
+            if not jax.config.jax_enable_x64 and (
+                y_true.max() > np.iinfo(np.int32).max or y_true.min() < np.iinfo(np.int32).min
+            ):
+                raise ValueError(
+                    "labels outside the int32 range need jax_enable_x64 on the JAX backend "
+                    f"(got min {y_true.min()}, max {y_true.max()}); remap them to 0..C-1."
+                )
+    y_true = ops.convert_to_tensor(y_true)
+    dtype = keras.backend.standardize_dtype(y_true.dtype)
+    if dtype == "bool":
+        return ops.cast(y_true, "int32")
+    if "int" in dtype:
+        return y_true
+    exact = _EXACT_FLOAT_INTEGERS.get(dtype)
+    values = concrete_value(y_true)
+    if values is not None and values.size:
+        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+            raise ValueError(f"labels must be integers, got non-integer {dtype} values.")
+        if exact is not None and np.max(np.abs(values)) > exact:
+            raise ValueError(
+                f"{dtype} labels above {exact} cannot be told apart (their float values merge); "
+                f"pass integer labels (got max |label| {np.max(np.abs(values)):.0f})."
+            )
+    return ops.cast(y_true, "int32" if dtype != "float64" else "int64")
 
 
 def same_class_mask(labels, other_labels=None):

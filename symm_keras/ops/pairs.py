@@ -1,16 +1,29 @@
-"""Anchor/positive pairing of a P×K batch, defined by labels, not positions.
+"""Anchor/positive pairing of a batch, defined by labels, not positions.
 
 The N-pair convention (Sohn 2016; TF ``npairs_loss``; the released Symm code):
 in a batch holding every class exactly ``K = 2`` times, the first image of each
 class in batch order is the anchor ``a_i`` and the second the positive ``p_i``.
 Batches may arrive in any order — ``[0, 1, 0, 1]`` and ``[0, 0, 1, 1]`` pair
 the same images.
+
+Any other layout is defined the same way (eagerly and under ``jit``, on every
+backend): each class seen at least twice gives one pair, its first and second
+image; an image whose class occurs once, and the third and later images of a
+class, belong to no pair (:attr:`PairIndex.valid` is ``False`` for the unused
+slots). This is the pair selection of pytorch-metric-learning's
+``NPairsLoss`` (one positive pair per label).
 """
+
+import collections
 
 import numpy as np
 from keras import ops
 
 from symm_keras.ops.labels import concrete_value, same_class_mask
+
+#: ``anchor``/``positive``: ``(B // 2,)`` row indices; ``labels``: the pair's
+#: class; ``valid``: the slot holds a real pair (False: padding, ignore).
+PairIndex = collections.namedtuple("PairIndex", "anchor positive labels valid")
 
 
 def occurrence_rank(labels):
@@ -24,8 +37,9 @@ def occurrence_rank(labels):
 def check_pk_layout(labels, images_per_class=2):
     """Raise ``ValueError`` unless every class occurs exactly ``images_per_class`` times.
 
-    Only runs when the label values are concrete (see ``concrete_value``);
-    under tracing the batch sampler is responsible for the layout.
+    Only runs when the label values are concrete (see ``concrete_value``). The
+    losses do not need it (every layout is defined, see the module docstring);
+    it is for callers that want to insist on an exact P×K batch.
     """
     values = concrete_value(labels)
     if values is None:
@@ -41,28 +55,46 @@ def check_pk_layout(labels, images_per_class=2):
         )
 
 
-def split_anchor_positive(labels, embeddings):
-    """Split a P×2 batch into aligned anchors, positives and their labels.
+def pair_indices(labels):
+    """:class:`PairIndex` of the first and second image of each class (module docstring).
 
-    Returns ``(anchors, positives, pair_labels)``, each with ``B/2`` rows, where
-    ``anchors[i]`` is the first and ``positives[i]`` the second occurrence of
-    class ``pair_labels[i]``; pairs follow the order in which classes first
-    appear in the batch.
+    ``B // 2`` slots (the most pairs a batch of ``B`` can hold); valid pairs
+    come first, in the order their classes first appear in the batch.
     """
-    batch = embeddings.shape[0]
-    if batch is not None and batch % 2:
-        raise ValueError(f"a P×2 batch needs an even batch size, got {batch}.")
-    check_pk_layout(labels, images_per_class=2)
     n = ops.shape(labels)[0]
     rank = occurrence_rank(labels)
-    same = ops.cast(same_class_mask(labels), "int32")
-    # Position of the first occurrence of each entry's class.
-    first_position = ops.argmax(same, axis=1)
-    order = ops.argsort(rank * n + ops.cast(first_position, "int32"))
-    half = n // 2
-    anchor_idx, positive_idx = order[:half], order[half:]
+    first = ops.cast(ops.argmax(ops.cast(same_class_mask(labels), "int32"), axis=1), "int32")
+    is_second = ops.equal(rank, 1)
+    key = ops.where(is_second, first, n + ops.arange(n, dtype="int32"))
+    positive = ops.cast(ops.argsort(key), "int32")[: n // 2]
+    anchor = ops.take(first, positive)
+    return PairIndex(anchor, positive, ops.take(labels, anchor), ops.take(is_second, positive))
+
+
+def split_anchor_positive(labels, embeddings):
+    """Aligned anchors and positives of a batch (pairs as in :func:`pair_indices`).
+
+    Returns ``(anchors, positives, pair_labels, pair_valid)``, each with ``B // 2``
+    rows; rows with ``pair_valid`` False are padding that every loss masks out.
+    """
+    pairs = pair_indices(labels)
     return (
-        ops.take(embeddings, anchor_idx, axis=0),
-        ops.take(embeddings, positive_idx, axis=0),
-        ops.take(labels, anchor_idx, axis=0),
+        ops.take(embeddings, pairs.anchor, axis=0),
+        ops.take(embeddings, pairs.positive, axis=0),
+        pairs.labels,
+        pairs.valid,
     )
+
+
+def pairs_to_rows(values, pairs, num_rows):
+    """``(B,)`` row totals: each valid pair's value split equally between its two rows.
+
+    ``values`` is ``(B // 2,)``, one per :class:`PairIndex` slot; padding slots
+    add nothing. The row totals sum to the sum of the valid pair values.
+    """
+    rows = ops.arange(num_rows, dtype="int32")
+    half = ops.where(pairs.valid, 0.5 * values, ops.zeros_like(values))
+    members = ops.cast(ops.equal(ops.expand_dims(pairs.anchor, 1), rows), values.dtype) + ops.cast(
+        ops.equal(ops.expand_dims(pairs.positive, 1), rows), values.dtype
+    )
+    return ops.sum(ops.expand_dims(half, 1) * members, axis=0)

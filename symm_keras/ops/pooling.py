@@ -40,12 +40,12 @@ use each of them as a separate negative term, see their docstrings).
 
 import itertools
 
-from keras import ops
-
 import collections
 
+from keras import ops
+
 from symm_keras.ops.distances import safe_sqrt
-from symm_keras.ops.pairs import split_anchor_positive
+from symm_keras.ops.pairs import pair_indices
 from symm_keras.ops.synthesis import mirror_coefficients
 
 SET_NAMES = ("anchor", "positive", "anchor_synthetic", "positive_synthetic")
@@ -214,18 +214,19 @@ def synthetic_selection_counts(selection, pairs="paper", count="both"):
     return ops.take(table, selection)
 
 
-SymmBatch = collections.namedtuple("SymmBatch", "gram anchors positives pair_labels pair_valid")
+SymmBatch = collections.namedtuple("SymmBatch", "gram anchors positives pair_labels pair_valid pairs")
 
 
 def symm_pk_batch(labels, embeddings, **synthesis_kwargs):
-    """Pair a P×2 batch by label and return its :class:`SymmBatch`.
+    """Pair a batch by label and return its :class:`SymmBatch`.
 
-    ``gram`` is :func:`synthesis_gram` of the anchors and positives (see
-    :func:`symm_keras.ops.synthesis.synthesize_pk_batch` for the pairing,
-    ``pair_valid`` and the K = 2 requirement).
+    ``gram`` is :func:`synthesis_gram` of the anchors and positives; ``pairs``
+    the :class:`symm_keras.ops.pairs.PairIndex` (any layout: one pair per class
+    seen at least twice; ``pair_valid`` False for padding slots, see
+    :func:`symm_keras.ops.synthesis.synthesize_pk_batch`).
     """
-    anchors, positives, pair_labels = split_anchor_positive(labels, embeddings)
-    _, positive_labels, _ = split_anchor_positive(labels, ops.expand_dims(labels, 1))
-    pair_valid = ops.equal(pair_labels, ops.reshape(positive_labels, (-1,)))
+    pairs = pair_indices(labels)
+    anchors = ops.take(embeddings, pairs.anchor, axis=0)
+    positives = ops.take(embeddings, pairs.positive, axis=0)
     gram = synthesis_gram(anchors, positives, **synthesis_kwargs)
-    return SymmBatch(gram, anchors, positives, pair_labels, pair_valid)
+    return SymmBatch(gram, anchors, positives, pairs.labels, pairs.valid, pairs)

@@ -125,3 +125,16 @@ def masked_softplus_logsumexp(x, mask, axis=None, keepdims=False):
     nonempty = masked_any(mask, axis=axis, keepdims=keepdims)
     value = ops.softplus(lse)
     return ops.where(nonempty, value, ops.zeros_like(value))
+
+
+def per_sample_values(row_totals, count):
+    """Per-sample losses ``B · row_totals / max(count, 1)`` whose mean is the loss.
+
+    A loss ``L = (Σ of its terms) / count`` (``count``: its normaliser, e.g.
+    the number of positive pairs) hands each term to the batch rows it
+    belongs to (``row_totals``, shape ``(B,)``, summing to the terms' sum).
+    The mean of the result is ``L``; Keras's ``sample_weight`` then weights
+    each row's terms and ``reduction="sum"`` gives ``B · L``.
+    """
+    rows = ops.cast(ops.shape(row_totals)[0], row_totals.dtype)
+    return rows * row_totals / ops.maximum(count, ops.ones_like(count))

@@ -1,6 +1,6 @@
 """Masked N-pair softmax cross-entropy (Sohn 2016; Symm eq. 7, 8, 10).
 
-``npair_cross_entropy`` computes ``1/N Σ_i log(1 + Σ_{k∈neg(i)} exp(n_ik − s_i))``
+``npair_cross_entropy`` computes ``log(1 + Σ_{k∈neg(i)} exp(n_ik − s_i))`` per anchor
 — the softmax cross-entropy of the logits ``[s_i, n_i·]`` against the positive
 — for negatives given as a masked ``(N, M)`` matrix *or* with extra trailing
 axes (several pooled negatives per class pair, paper Fig. 5), and over a
@@ -14,7 +14,7 @@ from symm_keras.ops.reductions import masked_softplus_logsumexp
 
 
 def npair_cross_entropy(positive_logits, negative_logits, negative_mask, anchor_mask=None):
-    """Mean over anchors of ``log(1 + Σ_k exp(n_ik − s_i))``.
+    """``log(1 + Σ_k exp(n_ik − s_i))`` per anchor, shape ``(N,)``.
 
     Args:
         positive_logits: ``(N,)`` logit ``s_i`` of each anchor's positive.
@@ -22,10 +22,11 @@ def npair_cross_entropy(positive_logits, negative_logits, negative_mask, anchor_
             trailing axis holds more negative terms of the same class pair.
         negative_mask: boolean ``(N, M)`` (broadcast over trailing axes):
             which entries are real negatives.
-        anchor_mask: optional ``(N,)`` boolean, anchors to average over;
-            ``None`` = all.
+        anchor_mask: optional ``(N,)`` boolean, the real anchors; the others
+            give 0. ``None`` = all.
 
-    An anchor without negatives contributes 0 with zero gradient.
+    An anchor without negatives gives 0 with zero gradient; the loss is the
+    mean over the real anchors (``masked_mean(result, anchor_mask)``).
     """
     extra_axes = len(negative_logits.shape) - 2
     shape = (-1,) + (1,) * (extra_axes + 1)
@@ -39,8 +40,5 @@ def npair_cross_entropy(positive_logits, negative_logits, negative_mask, anchor_
         ops.reshape(shifted, (n, -1)), ops.reshape(mask, (n, -1)), axis=1
     )
     if anchor_mask is None:
-        anchor_mask = ops.ones_like(per_anchor, dtype="bool")
-    anchor_mask = ops.cast(anchor_mask, "bool")
-    total = ops.sum(ops.where(anchor_mask, per_anchor, ops.zeros_like(per_anchor)))
-    count = ops.sum(ops.cast(anchor_mask, per_anchor.dtype))
-    return total / ops.maximum(count, 1.0)
+        return per_anchor
+    return ops.where(ops.cast(anchor_mask, "bool"), per_anchor, ops.zeros_like(per_anchor))

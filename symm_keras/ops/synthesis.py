@@ -22,7 +22,7 @@ Norm forcing (the paper's Fig. 4 ablation) rescales ``x'`` to a given norm:
 
 from keras import ops
 
-from symm_keras.ops.pairs import split_anchor_positive
+from symm_keras.ops.pairs import pair_indices
 
 FORMULAS = ("paper", "released")
 FORCE_NORMS = (None, "point", "axis")
@@ -37,6 +37,27 @@ def check_synthesis_args(alpha, beta, formula, force_norm):
     for name, value in (("alpha", alpha), ("beta", beta)):
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise ValueError(f"{name} must be a real number, got {value!r}.")
+
+
+#: The user-facing names of the synthesis options (losses, layers, metrics):
+#: eq. 2's α and β are ``synthesis_alpha`` / ``synthesis_beta`` there, so that
+#: they are never confused with an angle or a margin; the functions of this
+#: module keep the paper's ``alpha`` / ``beta``.
+SYNTHESIS_DEFAULTS = {"synthesis_alpha": 2.0, "synthesis_beta": 1.0, "formula": "paper", "force_norm": None}
+
+
+def synthesis_options(owner, synthesis_alpha=2.0, synthesis_beta=1.0, formula="paper", force_norm=None, **unknown):
+    """Validated :func:`mirror_points` keyword arguments from the user-facing names.
+
+    ``alpha`` / ``beta`` (and any other unknown name) raise ``ValueError``
+    naming ``owner`` and the option to use instead.
+    """
+    renamed = {"alpha": "synthesis_alpha", "beta": "synthesis_beta"}
+    for old in unknown:
+        hint = f"; the synthesis option is {renamed[old]}=" if old in renamed else ""
+        raise ValueError(f"{owner} has no option {old!r}{hint} (options: {sorted(SYNTHESIS_DEFAULTS)}).")
+    check_synthesis_args(synthesis_alpha, synthesis_beta, formula, force_norm)
+    return {"alpha": synthesis_alpha, "beta": synthesis_beta, "formula": formula, "force_norm": force_norm}
 
 
 def mirror_points(x, axis, alpha=2.0, beta=1.0, formula="paper", force_norm=None):
@@ -115,15 +136,17 @@ def synthesize_pk_batch(labels, embeddings, **synthesis_kwargs):
     ``pair_labels`` the ``N`` class labels and ``pair_valid`` whether anchor
     and positive really share a label (always, for a valid batch).
 
-    Only K = 2 images per class is supported: the paper's synthesis pairs each
-    point with exactly one axis point of its class (eq. 1–2), which K > 2 does
-    not define. A concrete batch with any other layout raises ``ValueError``;
-    under tracing (``jit_compile``) the check is skipped and rows whose pair
-    is not a true positive pair are masked out by ``pair_valid``.
+    The paper's synthesis pairs each point with exactly one axis point of its
+    class (eq. 1–2), i.e. K = 2. Any other layout is defined the same way,
+    eagerly and under ``jit``: each class seen at least twice gives one pair
+    (its first and second image, :func:`symm_keras.ops.pairs.pair_indices`);
+    the remaining ``B // 2`` slots are padding with ``pair_valid`` False,
+    which every Symm loss masks out.
     """
-    anchors, positives, pair_labels = split_anchor_positive(labels, embeddings)
-    _, positive_labels, _ = split_anchor_positive(labels, ops.expand_dims(labels, 1))
-    pair_valid = ops.equal(pair_labels, ops.reshape(positive_labels, (-1,)))
+    pairs = pair_indices(labels)
+    anchors = ops.take(embeddings, pairs.anchor, axis=0)
+    positives = ops.take(embeddings, pairs.positive, axis=0)
+    pair_labels, pair_valid = pairs.labels, pairs.valid
     anchors_syn, positives_syn = symmetric_pair_synthesis(anchors, positives, **synthesis_kwargs)
     point_sets = ops.stack([anchors, positives, anchors_syn, positives_syn], axis=0)
     return point_sets, pair_labels, pair_valid

@@ -65,10 +65,12 @@ def test_symmetrical_synthesis_layer_mirrors_about_the_partner(batch, tmp_path):
     # In a functional model with labels as a second input; .keras round trip.
     emb = keras.Input((8,))
     lab = keras.Input((), dtype="int32")
-    synth = SymmetricalSynthesis(alpha=1.5, force_norm="point")(emb, lab)
+    synth = SymmetricalSynthesis(synthesis_alpha=1.5, force_norm="point")(emb, lab)
     model = keras.Model([emb, lab], keras.layers.Concatenate(axis=0)([emb, synth]))
     loaded = _round_trip(model, tmp_path, [x, labels])
-    assert loaded.layers[-2].get_config()["alpha"] == 1.5
+    assert loaded.layers[-2].get_config()["synthesis_alpha"] == 1.5
+    with pytest.raises(ValueError, match="synthesis_alpha="):
+        SymmetricalSynthesis(alpha=1.5)
 
 
 def test_symmetrical_synthesis_layer_rejects_bad_input(batch):

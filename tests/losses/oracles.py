@@ -33,11 +33,13 @@ def contrastive_oracle(labels, x, margin=1.0):
     return total / pairs if pairs else 0.0
 
 
-def triplet_oracle(labels, x, margin=0.2, average="pairs"):
-    """Symm eq. 3: (1/|P|) Σ_{(i,j)∈P} Σ_{k: l_k≠l_i} [D²_ij − D²_ik + m]_+."""
+def triplet_oracle(labels, x, margin=0.2, average="pairs", squared=True):
+    """Symm eq. 3: (1/|P|) Σ_{(i,j)∈P} Σ_{k: l_k≠l_i} [D²_ij − D²_ik + m]_+ (``squared=False``:
+    D; ``average="nonzero"``: ÷ the triplets with a non-zero hinge)."""
     x = np.asarray(x, np.float64)
     n = len(labels)
-    total, positives, triplets = 0.0, 0, 0
+    dist = _dist2 if squared else (lambda x, i, j: np.sqrt(_dist2(x, i, j)))
+    total, positives, triplets, nonzero = 0.0, 0, 0, 0
     for i in range(n):
         for j in range(n):
             if i == j or labels[i] != labels[j]:
@@ -47,8 +49,10 @@ def triplet_oracle(labels, x, margin=0.2, average="pairs"):
                 if labels[k] == labels[i]:
                     continue
                 triplets += 1
-                total += max(_dist2(x, i, j) - _dist2(x, i, k) + margin, 0.0)
-    count = positives if average == "pairs" else triplets
+                term = max(dist(x, i, j) - dist(x, i, k) + margin, 0.0)
+                total += term
+                nonzero += term > 0
+    count = {"pairs": positives, "triplets": triplets, "nonzero": nonzero}[average]
     return total / count if count else 0.0
 
 
@@ -154,12 +158,12 @@ def npair_oracle(labels, x, l2_reg=0.002, symmetric=False):
     return loss + _l2_term(x, anchors, positives, l2_reg)
 
 
-def angular_oracle(labels, x, alpha=45.0, l2_reg=0.002, with_npair=False, angular_weight=2.0):
+def angular_oracle(labels, x, angle=45.0, l2_reg=0.002, with_npair=False, angular_weight=2.0):
     """Symm eq. 9 with f^p = 2(1+tan²α) a_i·p_i, f^n = 4 tan²α (a_i+p_i)·p_j."""
     x = np.asarray(x, np.float64)
     anchors, positives = anchor_positive_pairs(labels)
     n = len(anchors)
-    t = math.tan(math.radians(alpha)) ** 2
+    t = math.tan(math.radians(angle)) ** 2
     angular = 0.0
     npair = 0.0
     for i in range(n):

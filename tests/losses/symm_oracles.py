@@ -29,7 +29,7 @@ def mirror(x, axis, alpha=2.0, beta=1.0, formula="paper", force_norm=None):
     return out
 
 
-def class_points(labels, x, **synthesis):
+def class_points(labels, x, synthesis_alpha=2.0, synthesis_beta=1.0, **synthesis):
     """{class: [a, p, a', p']} with a/p the first/second occurrence in the batch."""
     labels = np.asarray(labels).reshape(-1)
     x = np.asarray(x, np.float64)
@@ -38,8 +38,17 @@ def class_points(labels, x, **synthesis):
         idx = [i for i, l in enumerate(labels.tolist()) if l == c]
         assert len(idx) == 2, "oracles are written for P×2 batches"
         a, p = x[idx[0]], x[idx[1]]
-        points[c] = [a, p, mirror(a, p, **synthesis), mirror(p, a, **synthesis)]
+        mirror_args = dict(alpha=synthesis_alpha, beta=synthesis_beta, **synthesis)
+        points[c] = [a, p, mirror(a, p, **mirror_args), mirror(p, a, **mirror_args)]
     return points
+
+
+def used_rows(labels):
+    """Rows a pair-based loss uses in any layout: the first two images of each
+    class seen at least twice (:func:`symm_keras.ops.pair_indices`), in order."""
+    labels = np.asarray(labels).reshape(-1).tolist()
+    keep = [i for i, label in enumerate(labels) if labels[:i].count(label) < 2 and labels.count(label) >= 2]
+    return np.asarray(keep, dtype=int)
 
 
 def _sq(u, v):
@@ -190,3 +199,46 @@ def angular(labels, x, angle=45.0, pairs="official", l2_reg=0.002, top_k=1, **sy
                 row.append(best)
             total += _softmax_ce(row, i)
     return total / len(classes) + l2_term(pts, l2_reg)
+
+
+def contrastive(labels, x, margin=1.0, **synthesis):
+    """Every unordered image pair once: a positive keeps its distance, a negative
+    takes its class pair's pooled (min over 16) distance."""
+    labels = np.asarray(labels).reshape(-1).tolist()
+    x = np.asarray(x, np.float64)
+    pts = class_points(labels, x, **synthesis)
+    dist = lambda u, v: math.sqrt(_sq(u, v))  # noqa: E731
+    total, pairs = 0.0, 0
+    for i in range(len(labels)):
+        for j in range(i + 1, len(labels)):
+            if labels[i] == labels[j]:
+                total += 0.5 * _sq(x[i], x[j])
+            else:
+                d = _pooled(pts, labels[i], labels[j], dist, 1, largest=False)[0]
+                total += 0.5 * max(margin - d, 0.0) ** 2
+            pairs += 1
+    return total / max(pairs, 1)
+
+
+def multi_similarity(labels, x, positive_scale=2.0, negative_scale=50.0, base=1.0, epsilon=0.1, mining=True,
+                     **synthesis):  # fmt: skip
+    """Per image: its one positive and, per other image, the pooled (max over 16)
+    similarity of the two classes; mined and weighted as Wang et al. Sec. 4."""
+    labels = np.asarray(labels).reshape(-1).tolist()
+    x = np.asarray(x, np.float64)
+    pts = class_points(labels, x, **synthesis)
+    dot = lambda u, v: float(u @ v)  # noqa: E731
+    total = 0.0
+    for i in range(len(labels)):
+        pos = [float(x[i] @ x[j]) for j in range(len(labels)) if j != i and labels[j] == labels[i]]
+        neg = [_pooled(pts, labels[i], labels[k], dot, 1, largest=True)[0]
+               for k in range(len(labels)) if labels[k] != labels[i]]  # fmt: skip
+        if mining:
+            min_pos, max_neg = min(pos, default=np.inf), max(neg, default=-np.inf)
+            neg = [s for s in neg if s > min_pos - epsilon]
+            pos = [s for s in pos if s < max_neg + epsilon]
+        a, b = positive_scale, negative_scale
+        # log(1 + Σ e^z), written stably: β = 50 times a raw similarity overflows exp.
+        total += np.logaddexp.reduce([0.0] + [-a * (s - base) for s in pos]) / a
+        total += np.logaddexp.reduce([0.0] + [b * (s - base) for s in neg]) / b
+    return total / len(labels)

@@ -9,13 +9,12 @@ from keras import ops
 
 from symm_keras.losses.damlrrm import (
     DAMLRRMLoss,
-    DAMLRRMLossPart,
     damlrrm_graph_loss,
     damlrrm_loss,
     damlrrm_loss_parts,
-    damlrrm_metrics,
     damlrrm_shuffled_loss,
 )
+from symm_keras.metrics.damlrrm_parts import DAMLRRMLossPart, damlrrm_metrics
 
 # ---------------------------------------------------------------- numpy oracle
 

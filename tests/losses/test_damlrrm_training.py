@@ -4,7 +4,8 @@ import keras
 import numpy as np
 
 from symm_keras.data.samplers import AsymmetricSampler
-from symm_keras.losses.damlrrm import DAMLRRMLoss, damlrrm_metrics
+from symm_keras.losses.damlrrm import DAMLRRMLoss
+from symm_keras.metrics.damlrrm_parts import damlrrm_metrics
 
 
 def _clustered_data(rng, classes=40, per_class=20, signal=8, nuisance=24):

@@ -11,6 +11,7 @@ from keras import ops
 
 from tests.losses.autodiff import float64_enabled, to_numpy, value_and_gradient
 from tests.losses.discovery import discover_losses, images_per_class
+from tests.losses.symm_oracles import used_rows
 from tests.losses.toy_data import (
     clustered_embeddings,
     pk_batches,
@@ -120,10 +121,6 @@ def test_no_positive_pair(loss_class, rng):
     labels = np.arange(6, dtype="int32")
     x = rng.normal(size=(6, 5)).astype("float32")
     loss = loss_class()
-    if getattr(loss_class, "images_per_class", None):
-        with pytest.raises(ValueError, match="class"):
-            loss(labels, x)
-        return
     value, grad = loss_value_and_grad(loss, labels, x)
     assert_finite(value, grad)
     if getattr(loss_class, "zero_without_positives", True):
@@ -179,15 +176,23 @@ def test_wrong_label_shape_is_a_clear_error(loss_class, rng):
         loss(labels, x[:, :, None])
 
 
-def test_wrong_batch_layout_is_a_clear_error(loss_class, rng):
-    k = getattr(loss_class, "images_per_class", None)
-    if not k:
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "traced"])
+def test_other_batch_layouts_are_defined(loss_class, rng, compiled):
+    """A loss built for K images per class computes, for any other layout, its
+    value on the first two images of each class seen twice or more (eagerly
+    and traced alike); any-K losses need no rule."""
+    if not getattr(loss_class, "images_per_class", None):
         pytest.skip(f"{loss_class.__name__} accepts any number of images per class")
-    # Class 0 twice as often as it should be; the batch size stays a multiple of k.
-    labels = np.concatenate([np.zeros(2 * k), np.repeat([1, 2], k)]).astype("int32")
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 3, 4, 4, 4], dtype="int32")  # the traced 4x3 case and more
     x = rng.normal(size=(len(labels), 5)).astype("float32")
-    with pytest.raises(ValueError, match=r"(?i)class|batch|layout"):
-        loss_class()(labels, x)
+    keep = used_rows(labels)
+    loss = loss_class()
+    value, grad = value_and_gradient(lambda e: loss(labels, e), x, compiled=compiled)
+    expected = float(to_numpy(loss(labels[keep], x[keep])))
+    assert expected > 0.0
+    np.testing.assert_allclose(float(value), expected, rtol=1e-5, atol=1e-6)
+    unused = np.setdiff1d(np.arange(len(labels)), keep)
+    assert np.all(grad[unused] == 0.0)
 
 
 def test_finite_difference_gradient_float64(loss_class, rng):

@@ -13,7 +13,6 @@ from symm_keras.losses import (
     AngularLoss,
     ContrastiveLoss,
     DAMLRRMLoss,
-    DAMLRRMLossPart,
     LiftedStructureLoss,
     NPairLoss,
     SemiHardTripletLoss,
@@ -22,7 +21,7 @@ from symm_keras.losses import (
     SymmTripletLoss,
     TripletLoss,
 )
-from symm_keras.metrics import LossPart, loss_part_metrics
+from symm_keras.metrics import DAMLRRMLossPart, LossPart, loss_part_metrics
 from tests.losses import oracles, symm_oracles
 from tests.losses.autodiff import float64_enabled, to_numpy, value_and_gradient
 from tests.losses.discovery import discover_losses, images_per_class

@@ -61,8 +61,15 @@ def test_symmetric_averages_both_directions():
     np.testing.assert_allclose(both, 0.5 * (forward + backward), rtol=1e-6)
 
 
-def test_needs_p_by_2_batch():
-    with pytest.raises(ValueError, match="exactly 2"):
-        NPairLoss()(np.array([0, 0, 0, 1, 1, 1]), np.zeros((6, 2), "float32"))
+def test_other_layouts_use_the_first_two_images_of_each_class(rng):
+    labels = np.array([0, 0, 0, 1, 2, 1, 1, 3])
+    x = rng.normal(size=(8, 3)).astype("float32")
+    keep = [0, 1, 3, 5]  # classes 0 and 1: first two images; 2 and 3 are single
+    np.testing.assert_allclose(
+        float(npair_loss(labels, x)), float(npair_loss(labels[keep], x[keep])), rtol=1e-6
+    )
+
+
+def test_bad_l2_reg():
     with pytest.raises(ValueError, match="l2_reg"):
         NPairLoss(l2_reg=-0.1)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from symm_keras.losses import symm_angular, symm_lifted_structure, symm_npair
-from symm_keras.losses import symm_semihard_triplet, symm_triplet
+from symm_keras.losses import symm_contrastive, symm_multi_similarity, symm_semihard_triplet, symm_triplet
 from symm_keras.losses.npair import npair_loss
 from symm_keras.losses.triplet import triplet_loss
 from tests.losses import symm_oracles as oracle
@@ -33,9 +33,15 @@ CASES = [
     ("angular_paper_top5", symm_angular.symm_angular_loss, oracle.angular,
      {"pairs": "paper", "top_k": 5}),
     ("npair_alpha_released_norm", symm_npair.symm_npair_loss, oracle.npair,
-     {"alpha": 1.5, "beta": 0.8, "formula": "released", "force_norm": "axis"}),
+     {"synthesis_alpha": 1.5, "synthesis_beta": 0.8, "formula": "released", "force_norm": "axis"}),
     ("triplet_alpha_paper_norm", symm_triplet.symm_triplet_loss, oracle.triplet,
-     {"alpha": 2.5, "force_norm": "point"}),
+     {"synthesis_alpha": 2.5, "force_norm": "point"}),
+    ("contrastive", symm_contrastive.symm_contrastive_loss, oracle.contrastive, {}),
+    ("contrastive_margin_released", symm_contrastive.symm_contrastive_loss, oracle.contrastive,
+     {"margin": 2.0, "formula": "released", "synthesis_alpha": 1.5}),
+    ("multi_similarity", symm_multi_similarity.symm_multi_similarity_loss, oracle.multi_similarity, {}),
+    ("multi_similarity_unmined", symm_multi_similarity.symm_multi_similarity_loss, oracle.multi_similarity,
+     {"mining": False, "base": 0.5, "negative_scale": 10.0}),
 ]
 IDS = [c[0] for c in CASES]
 
@@ -207,11 +213,19 @@ def test_single_class_batch_is_finite():
 ALL_FNS = [c[1] for c in CASES[:12:2]]
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "jit"])
 @pytest.mark.parametrize("fn", ALL_FNS)
-def test_three_images_per_class_is_rejected(fn):
-    labels = np.array([0, 0, 0, 1, 1, 1])
-    with pytest.raises(ValueError, match="exactly 2 times"):
-        fn(labels, np.ones((6, 3)))
+def test_other_layouts_use_the_first_two_images_of_each_class(fn, compiled, rng):
+    """Any layout is defined, eagerly and compiled: the loss of the first two
+    images of every class seen twice or more (the rest are unused)."""
+    labels = np.array([5, 0, 0, 1, 0, 1, 1, 2, 3, 3, 5, 4])  # K = 3, 3, 2, 1, 2, 1
+    x = rng.normal(size=(len(labels), 6)).astype("float32")
+    keep = oracle.used_rows(labels)
+    np.testing.assert_array_equal(labels[keep], [5, 0, 0, 1, 1, 3, 3, 5])
+    run = jit(fn) if compiled else fn
+    np.testing.assert_allclose(float(run(labels, x)), float(fn(labels[keep], x[keep])), rtol=1e-5, atol=1e-6)
+    # A batch of singletons has no pair: 0 (N-pair / angular keep no L2 term either).
+    assert float(run(np.arange(len(labels)), x)) == 0.0
 
 
 @pytest.mark.parametrize("fn", ALL_FNS)
@@ -238,7 +252,7 @@ def test_bad_arguments_are_rejected():
         symm_triplet.symm_triplet_loss(labels, x, formula="tf1")
     with pytest.raises(ValueError, match="force_norm"):
         symm_angular.SymmAngularLoss(force_norm="unit")
-    with pytest.raises(ValueError, match="alpha must be an angle"):
+    with pytest.raises(ValueError, match="angle must be in degrees"):
         symm_angular.SymmAngularLoss(angle=90)
     with pytest.raises(ValueError, match="distance_metric"):
         symm_semihard_triplet.SymmSemiHardTripletLoss(distance_metric="angular")
@@ -253,7 +267,7 @@ CLASSES = [
     (symm_semihard_triplet.SymmSemiHardTripletLoss, {"distance_metric": "squared-L2"}),
     (symm_lifted_structure.SymmLiftedStructureLoss, {"margin": 0.5, "force_norm": "point"}),
     (symm_npair.SymmNPairLoss, {"pairs": "paper", "top_k": 2, "l2_reg": 0.01}),
-    (symm_angular.SymmAngularLoss, {"angle": 40.0, "formula": "released", "alpha": 1.8}),
+    (symm_angular.SymmAngularLoss, {"angle": 40.0, "formula": "released", "synthesis_alpha": 1.8}),
 ]
 
 

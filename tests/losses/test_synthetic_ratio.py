@@ -52,7 +52,7 @@ def test_ratio_matches_loop_oracle_and_accumulates(metric, pairs, count, rng):
 
 
 def test_ratio_config_and_bad_arguments():
-    m = SyntheticHardPairRatio(metric="euclidean", pairs="paper", count="negative", alpha=1.5)
+    m = SyntheticHardPairRatio(metric="euclidean", pairs="paper", count="negative", synthesis_alpha=1.5)
     clone = keras.metrics.deserialize(keras.metrics.serialize(m))
     assert isinstance(clone, SyntheticHardPairRatio) and clone.get_config() == m.get_config()
     with pytest.raises(ValueError, match="count"):
@@ -61,6 +61,8 @@ def test_ratio_config_and_bad_arguments():
         SyntheticHardPairRatio(pairs="x")
     with pytest.raises(ValueError, match="metric"):
         SyntheticHardPairRatio(metric="cos")
+    with pytest.raises(ValueError, match="synthesis_alpha="):
+        SyntheticHardPairRatio(alpha=1.5)
 
 
 def _pk_dataset(rng, centers, batches, classes_per_batch, noise):

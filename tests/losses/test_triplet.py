@@ -7,10 +7,11 @@ from tests.losses.loss_checks import assert_matches_oracle
 from tests.losses.oracles import triplet_oracle
 
 
-@pytest.mark.parametrize("average", ["pairs", "triplets"])
+@pytest.mark.parametrize("squared", [True, False])
+@pytest.mark.parametrize("average", ["pairs", "triplets", "nonzero"])
 @pytest.mark.parametrize("margin", [0.2, 1.0])
-def test_matches_loop_oracle(rng, margin, average):
-    assert_matches_oracle(triplet_loss, triplet_oracle, rng, margin=margin, average=average)
+def test_matches_loop_oracle(rng, margin, average, squared):
+    assert_matches_oracle(triplet_loss, triplet_oracle, rng, margin=margin, average=average, squared=squared)
 
 
 def test_perfect_batch_is_zero():

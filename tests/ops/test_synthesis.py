@@ -151,8 +151,10 @@ def test_synthesize_pk_batch_orders_sets_and_pairs_by_label(rng):
     np.testing.assert_array_equal(neg, 1.0 - np.eye(3))
 
 
-def test_synthesize_pk_batch_rejects_other_layouts():
-    with pytest.raises(ValueError, match="exactly 2 times"):
-        synthesize_pk_batch(np.array([0, 0, 0, 1]), np.ones((4, 3), "float32"))
-    with pytest.raises(ValueError, match="even batch size"):
-        synthesize_pk_batch(np.array([0, 0, 1]), np.ones((3, 3), "float32"))
+def test_synthesize_pk_batch_pads_other_layouts():
+    x = np.arange(5, dtype="float32")[:, None] * np.ones((1, 3), "float32")
+    sets, pair_labels, pair_valid = synthesize_pk_batch(np.array([4, 4, 4, 1, 7]), x)
+    # One pair (class 4: rows 0, 1); the second slot is padding.
+    np.testing.assert_array_equal(_np(pair_valid), [True, False])
+    assert int(_np(pair_labels)[0]) == 4
+    np.testing.assert_allclose(_np(sets)[:2, 0, 0], [0.0, 1.0])
