@@ -110,7 +110,8 @@ class PeriodicEvaluation(RetrievalEvaluation):
             self.writer.scalar(key, value, step, run="eval")
         self.writer.flush()
         if self.print_results:
-            shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(("recall@", "nmi", "f1", "map")))
+            keys = ("recall@", "nmi", "f1", "map")
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(keys))
             print(f"step {step}: {shown}", flush=True)
         return result, embeddings, labels
 

@@ -169,7 +169,8 @@ def validate_config(cfg):
         raise UsageError("--eval_every and --checkpoint_every must be >= 0")
     if info.images_per_class is not None and cfg.images_per_class != info.images_per_class:
         raise UsageError(
-            f"--method {cfg.method} uses the P×{info.images_per_class} layout; got images_per_class={cfg.images_per_class}"
+            f"--method {cfg.method} uses the P×{info.images_per_class} layout; "
+            f"got images_per_class={cfg.images_per_class}"
         )
     if cfg.dataset == "digits":
         if cfg.backbone != "mlp":

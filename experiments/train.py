@@ -85,7 +85,8 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_float("momentum", None, "SGD momentum.", **fv)
     flags.DEFINE_float("weight_decay", None, "Weight decay (SGD/AdamW).", **fv)
     flags.DEFINE_float("head_lr_multiplier", None, "Learning-rate multiplier of the embedding head.", **fv)
-    flags.DEFINE_bool("freeze_batchnorm", None, "Run the backbone's batch-norm layers in inference mode (small batches).", **fv)
+    flags.DEFINE_bool("freeze_batchnorm", None, "Run the backbone's batch-norm layers in inference mode "
+                      "(small batches).", **fv)  # fmt: skip
     flags.DEFINE_string("loss_kwargs", None, 'JSON dict of loss arguments, e.g. \'{"pairs": "paper"}\'.', **fv)
     flags.DEFINE_string("method_kwargs", None, "JSON dict of method arguments.", **fv)
     flags.DEFINE_string("logdir", None, "Run directory (checkpoints, TensorBoard, results). Required.", **fv)

@@ -109,7 +109,8 @@ def run_training(cfg, train_source, test_source, logdir, seed=0, strategy="defau
     ``<logdir>/results.json``.
     """
     trainer = Trainer(cfg, train_source, test_source, logdir, seed=seed, log_every=log_every,
-                      eval_batch_size=eval_batch_size, visuals=(nn_queries, nn_k, tsne_points), verbose=verbose)  # fmt: skip
+                      eval_batch_size=eval_batch_size, visuals=(nn_queries, nn_k, tsne_points),
+                      verbose=verbose)  # fmt: skip
     trainer.build(strategy, mixed_precision)
     with contextlib.ExitStack() as stack:
         try:
@@ -128,8 +129,8 @@ class Trainer:
 
     def __init__(self, cfg, train_source, test_source, logdir, seed, log_every, eval_batch_size, visuals, verbose):
         self.cfg, self.train_source, self.test_source, self.logdir = cfg, train_source, test_source, logdir
-        self.seed, self.log_every, self.eval_batch_size, self.verbose = int(seed), int(log_every), eval_batch_size, verbose
-        self.visuals = visuals
+        self.seed, self.log_every, self.eval_batch_size = int(seed), int(log_every), eval_batch_size
+        self.visuals, self.verbose = visuals, verbose
         self.config_dict = reporting.jsonable(cfg.to_dict())
         self.counter = StepCounter()
         self.history = []
@@ -167,6 +168,8 @@ class Trainer:
                 # A tf.distribute strategy keeps optimizer variables per replica: no gradient-norm variable there.
                 self.optimizer = build_optimizer(cfg, self.model, self.plan.steps_per_epoch,
                                                  gradient_norm=tf_strategy is None)  # fmt: skip
+            except UsageError:
+                raise
             except (ValueError, TypeError, OSError, RuntimeError) as err:
                 raise UsageError(f"--method {cfg.method} / --backbone {cfg.backbone}: {err}") from None
             loss, metrics = self.plan.loss, list(self.plan.metrics)
@@ -278,7 +281,8 @@ class Trainer:
         if save:
             self.guard.check(step)
         path = self._save(step) if save else self.manager.latest()
-        raise TrainingInterrupted(f"interrupted at step {step}; " + (f"checkpoint {path}" if path else "no checkpoint yet"))
+        where = f"checkpoint {path}" if path else "no checkpoint yet"
+        raise TrainingInterrupted(f"interrupted at step {step}; {where}")
 
     def _run_record(self):
         """``run.json``: what ``experiments.evaluate --run`` needs to re-evaluate the run."""

@@ -6,7 +6,8 @@ training split, builds neighbour lists (``source``: ``fanng`` as in the paper,
 or ``exact``), selects triplets with Algorithm 1 and hands them to a triplet
 feed (``symm_keras.data.TripletFeed`` for images, an in-memory feed for
 arrays); the trainer then builds that epoch's finite batch stream and fits it,
-so the stream never runs ahead of the mining (same on TensorFlow and JAX). Batches are ``[anchors; positives; negatives]``. The loss is
+so the stream never runs ahead of the mining (same on TensorFlow and JAX).
+Batches are ``[anchors; positives; negatives]``. The loss is
 :class:`symm_keras.losses.smart_mining.SmartMiningLoss` built from
 ``config.loss_kwargs`` (``global_weight=0`` gives the "Triplet + FANNG" row);
 the training error metric feeds the optional :class:`AdaptiveKappa`.

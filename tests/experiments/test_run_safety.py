@@ -47,8 +47,8 @@ def test_divergence_is_stopped_for_every_loss_family(tmp_path, method, changes):
     train_source, test_source = digits()
     cfg = tiny_config(method, steps=6, eval_every=0, checkpoint_every=3, lr=1e30, optimizer="sgd", **changes)
     logdir = str(tmp_path / method)
-    with pytest.raises(train.TrainingDiverged,
-                       match=r"at step \d+: (the training loss is|the gradients' global norm is|weight \S+ holds)"):  # fmt: skip
+    quantity = r"(the training loss is|the gradients' global norm is|weight \S+ holds)"
+    with pytest.raises(train.TrainingDiverged, match=rf"at step \d+: {quantity}"):
         train.run_training(cfg, train_source, test_source, logdir, log_every=100, **QUIET)
     for path in _checkpoints(logdir):
         assert all(np.isfinite(a).all() for a in model_arrays(path)), path
@@ -325,7 +325,8 @@ def test_image_run_records_its_preprocessing_and_evaluate_run_reproduces_it(tmp_
         metrics = json.load(f)["metrics"]
     report = evaluate.run(run_dir=str(logdir))
     assert report["metrics"] == metrics
-    code = f"import keras, symm_keras\nprint('shape', keras.saving.load_model({str(logdir / 'model.keras')!r}).output_shape)"
+    path = str(logdir / "model.keras")
+    code = f"import keras, symm_keras\nprint('shape', keras.saving.load_model({path!r}).output_shape)"
     done = run_script(code, env={"KERAS_BACKEND": keras.backend.backend()})
     assert "shape (None, 8)" in done.stdout, done.stderr[-3000:]  # the backbone and head layers load
 
