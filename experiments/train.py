@@ -142,6 +142,8 @@ def _check_run_flags(fv):
         raise UsageError(f"--logdir {logdir}: {existing} is a file, not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"--logdir {logdir}: {existing} is not writable")
+    if fv.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {fv.seed}")
     for name in ("log_every", "eval_batch_size"):
         if fv[name].value < 1:
             raise UsageError(f"--{name} must be >= 1, got {fv[name].value}")

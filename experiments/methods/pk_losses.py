@@ -101,6 +101,8 @@ def _make_builder(method):
         cfg = context.config
         cls = loss_class(method)
         check_layout(method, cls, cfg.images_per_class)
+        if cfg.method_kwargs:
+            raise ValueError(f"--method {method} takes no method_kwargs, got {sorted(cfg.method_kwargs)}")
         loss = cls(**cfg.loss_kwargs)
         source = context.train_source
         P, K, seed = cfg.classes_per_batch, cfg.images_per_class, context.seed

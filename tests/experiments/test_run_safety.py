@@ -250,6 +250,9 @@ def _parse(argv):
         (["--method=symm_npair", "--dataset=digits", "--images_per_class=3"], "P×2 layout"),
         (["--method=npair", "--dataset=digits", "--plugins=no.such.module"], "--plugins no.such.module"),
         (["--method=npair", "--dataset=cub"], "needs --data_root"),
+        (["--method=npair", "--dataset=digits", "--method_kwargs", '{"k": 3}'], "takes no method_kwargs"),
+        (["--method=smart_mining", "--dataset=digits", "--method_kwargs", '{"kapa": 3}'], "unknown method_kwargs"),
+        (["--method=npair", "--dataset=digits", "--seed=-1"], "--seed must be >= 0"),
     ],
 )
 def test_invalid_flags_are_usage_errors_before_any_work(tmp_path, argv, message):
