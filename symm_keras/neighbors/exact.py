@@ -28,6 +28,16 @@ Two paths compute the same lists:
   results kept on the device until the last block (peak extra memory about
   two blocks, ``block_size`` rows, by default near 128 MiB each, plus the
   ``n × k`` result);
+  with ``precision="bfloat16"`` or ``"tensorfloat32"`` (opt-in, this path
+  only) the block product runs in that precision only to select
+  ``c = k + rerank_margin`` candidates per query, which are then scored again
+  exactly in float32 (their rows gathered, ``Σ_d q_d y_d`` as an elementwise
+  product and sum, which no TF32/bfloat16 matmul setting touches) and the
+  ``k`` best kept: the returned scores are float32 ones, and the lists equal
+  the exact ones whenever the true ``k`` nearest are among the ``c`` best
+  reduced-precision scores, i.e. unless more than ``rerank_margin``
+  references come within the product's rounding error (about 2⁻⁸ of
+  ``‖q‖‖y‖`` for bfloat16) of the ``k``-th;
 * on a CPU (``backend="numpy"``) with numba and ``k ≤ 256``,
   :func:`symm_keras.neighbors.tiled.tiled_knn`: BLAS products of
   ``tile × tile`` blocks merged at once into per-query heaps, and for a
@@ -82,12 +92,44 @@ def check_embeddings(embeddings, name="embeddings"):
 
 
 BACKENDS = ("auto", "keras", "numpy")
+PRECISIONS = ("float32", "bfloat16", "tensorfloat32")
 _BLOCK_ELEMENTS = 1 << 25  # 32 Mi scores = 128 MiB of float32 per block
 
 
-def default_block_size(num_queries, num_references):
-    """Rows per block so that one ``rows × num_references`` block holds ≤ 2²⁵ scores."""
-    return int(max(1, min(num_queries, _BLOCK_ELEMENTS // max(1, num_references))))
+def default_block_size(num_queries, num_references, rerank_elements=0):
+    """Rows per block so that one ``rows × num_references`` block holds ≤ 2²⁵ scores.
+
+    ``rerank_elements`` (``c·d`` with a reduced-precision product) bounds the
+    gathered ``rows × c × d`` candidate rows of the re-rank the same way.
+    """
+    rows = _BLOCK_ELEMENTS // max(1, num_references, rerank_elements)
+    return int(max(1, min(num_queries, rows)))
+
+
+def default_rerank_margin(k):
+    """Extra candidates re-ranked after a reduced-precision product: ``max(32, k)`` (our choice)."""
+    return max(32, int(k))
+
+
+def check_precision(precision, backend, k, rerank_margin):
+    """Check ``precision``/``rerank_margin``; returns ``(precision, margin)`` (margin 0 for float32).
+
+    A reduced precision needs the Keras block search (``backend`` ``"keras"``
+    or ``"auto"``); the host paths have no reduced-precision product.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    if precision == "float32":
+        if rerank_margin is not None:
+            raise ValueError("rerank_margin applies to a reduced precision only (precision='float32' is exact).")
+        return precision, 0
+    if backend == "numpy":
+        raise ValueError(f"precision={precision!r} runs on the Keras block search: use backend='keras' or 'auto'.")
+    if rerank_margin is None:
+        return precision, default_rerank_margin(k)
+    if isinstance(rerank_margin, bool) or not isinstance(rerank_margin, (int, np.integer)) or rerank_margin < 0:
+        raise ValueError(f"rerank_margin must be a non-negative integer, got {rerank_margin!r}.")
+    return precision, int(rerank_margin)
 
 
 def accelerator_present():
@@ -298,26 +340,49 @@ def _keras_top_k(scores, k, chunk):
 # Each block is one call of a compiled function (jax.jit / tf.function with XLA):
 # product, self mask, two-stage top-k and distances fuse into a few kernels, and
 # with the queries padded to whole blocks every block has the same shapes, so it
-# compiles once per (n, d, k). Results stay on the device until the last block.
-# On JAX the products run in full float32 (its GPU default is TF32, which can
-# swap near neighbours); TensorFlow's TF32 switch is process-wide
-# (``tf.config.experimental.enable_tensor_float_32_execution``) and left to the caller.
-# Eager per-op dispatch with a host copy per block took 1.07 s at 59,551 × 64
-# on an H100 (docs/gpu.md).
+# compiles once per (n, d, k, precision). Results stay on the device until the
+# last block. On JAX the float32 products run in full float32 (its GPU default
+# is TF32, which can swap near neighbours) unless precision="tensorfloat32" asks
+# for TF32 in the candidate product; TensorFlow's TF32 switch is process-wide
+# (``tf.config.experimental.enable_tensor_float_32_execution``) and left to the
+# caller. Eager per-op dispatch with a host copy per block took 1.07 s at
+# 59,551 × 64 on an H100 (docs/gpu.md).
 
 _DEVICE_SEARCHES = {}
 
 
-def _device_block_search(queries, start, references_t, bias, block_size, k, exclude_self, chunk, squared):
+def _rerank(block, references, bias, candidates, k):
+    """The ``k`` best of the ``candidates`` columns by exact float32 scores, ties to the lower index.
+
+    The candidates are sorted by index first, so ``top_k`` (ties to the lower
+    position) keeps the lower index on exact ties, as the float32 path does.
+    """
+    columns = ops.sort(candidates, axis=1)
+    rows = ops.take(references, columns, axis=0)  # (b, c, d)
+    scores = ops.sum(ops.expand_dims(block, 1) * rows, axis=2)
+    if bias is not None:
+        scores = 2.0 * scores - ops.take(bias[0], columns, axis=0)
+    best, positions = ops.top_k(scores, k, sorted=True)
+    return ops.take_along_axis(columns, positions, axis=1), best
+
+
+def _device_block_search(queries, start, references_t, bias, references, block_size, k, exclude_self, chunk,
+                         squared, candidates):
+    """One block: product, self mask, top-k (of ``candidates`` re-ranked exactly when ``references`` is given)."""
     block = ops.slice(queries, [start, 0], [block_size, queries.shape[1]])
-    scores = ops.matmul(block, references_t)
+    scores = ops.matmul(ops.cast(block, references_t.dtype), references_t)
+    scores = ops.cast(scores, block.dtype)
     if bias is not None:  # euclidean: 2 q·y − ‖y‖²
         scores = 2.0 * scores - bias
     if exclude_self:
         rows = ops.expand_dims(ops.arange(block_size, dtype="int32") + start, 1)
         columns = ops.expand_dims(ops.arange(scores.shape[1], dtype="int32"), 0)
         scores = ops.where(rows == columns, float("-inf"), scores)
-    indices, best = _keras_top_k(scores, k, chunk)
+    if references is None:
+        indices, best = _keras_top_k(scores, k, chunk)
+    else:
+        selected, _ = _keras_top_k(scores, candidates, chunk)
+        indices, best = _rerank(block, references, bias, selected, k)
     if bias is not None:
         best = ops.maximum(ops.sum(ops.square(block), axis=1, keepdims=True) - best, 0.0)
         if not squared:
@@ -325,43 +390,57 @@ def _device_block_search(queries, start, references_t, bias, block_size, k, excl
     return indices, best
 
 
-def _device_search():
-    """:func:`_device_block_search` compiled for the active Keras backend (eager on others)."""
+_STATIC = ("block_size", "k", "exclude_self", "chunk", "squared", "candidates")
+
+
+def _device_search(precision="float32"):
+    """:func:`_device_block_search` compiled for the active Keras backend and product precision."""
     import keras
 
-    backend = keras.backend.backend()
-    if backend not in _DEVICE_SEARCHES:
+    key = (keras.backend.backend(), precision)
+    if key not in _DEVICE_SEARCHES:
         search = _device_block_search
-        if backend == "jax":
+        if key[0] == "jax":
             import jax
 
-            def full_precision_search(*args, **kwargs):  # JAX's GPU default for float32 is TF32
-                with jax.default_matmul_precision("highest"):
+            # JAX's GPU default for float32 is TF32: "highest" unless TF32 is asked for.
+            matmul_precision = "tensorfloat32" if precision == "tensorfloat32" else "highest"
+
+            def search_in_precision(*args, **kwargs):
+                with jax.default_matmul_precision(matmul_precision):
                     return _device_block_search(*args, **kwargs)
 
-            search = jax.jit(full_precision_search, static_argnames=("block_size", "k", "exclude_self", "chunk", "squared"))
-        elif backend == "tensorflow":
+            search = jax.jit(search_in_precision, static_argnames=_STATIC)
+        elif key[0] == "tensorflow":
             import tensorflow as tf
 
             search = tf.function(search, jit_compile=True)  # static shapes: one trace per shape
-        _DEVICE_SEARCHES[backend] = search
-    return _DEVICE_SEARCHES[backend]
+        _DEVICE_SEARCHES[key] = search
+    return _DEVICE_SEARCHES[key]
 
 
-def _device_knn_blocks(queries, references, k, metric, block_size, chunk=64):
+def _device_knn_blocks(queries, references, k, metric, block_size, chunk=64, precision="float32", rerank_margin=0):
     """Yield ``(start, stop, indices, scores)`` as backend tensors, one compiled call per block."""
     exclude_self = references is None
     q, references_t, bias = _device_operands(queries, references, metric)
+    rows = None  # the float32 reference rows of the exact re-rank
+    candidates = k
+    if precision != "float32":
+        num_references = references_t.shape[1]
+        candidates = min(k + rerank_margin, num_references - 1 if exclude_self else num_references)
+        rows = ops.transpose(references_t)
+        if precision == "bfloat16":
+            references_t = ops.cast(references_t, "bfloat16")  # once, not per block
     num_queries = queries.shape[0]
     padding = -num_queries % block_size
     if padding:
         q = ops.pad(q, [[0, padding], [0, 0]])
-    search = _device_search()
+    search = _device_search(precision)
     for start in range(0, num_queries, block_size):
         stop = min(start + block_size, num_queries)
-        indices, best = search(q, ops.convert_to_tensor(start, "int32"), references_t, bias,
+        indices, best = search(q, ops.convert_to_tensor(start, "int32"), references_t, bias, rows,
                                block_size=block_size, k=k, exclude_self=exclude_self, chunk=chunk,
-                               squared=metric == "squared_euclidean")
+                               squared=metric == "squared_euclidean", candidates=candidates)
         if stop - start < block_size:
             indices, best = indices[: stop - start], best[: stop - start]
         yield start, stop, indices, best
@@ -420,7 +499,8 @@ def _host_knn(queries, references, k, metric, block_size, num_threads=None):
     return indices, best
 
 
-def knn_blocks(queries, k, references=None, metric="cosine", block_size=None, backend="auto"):
+def knn_blocks(queries, k, references=None, metric="cosine", block_size=None, backend="auto", precision="float32",
+               rerank_margin=None):
     """Yield ``(start, stop, indices, scores)`` for consecutive blocks of queries.
 
     Args:
@@ -438,26 +518,39 @@ def knn_blocks(queries, k, references=None, metric="cosine", block_size=None, ba
         backend: ``"keras"`` (active Keras backend and its device; yields
             backend tensors), ``"numpy"`` (host BLAS; yields numpy arrays) or
             ``"auto"`` (keras on a GPU/TPU, numpy on CPU; see :func:`resolve_backend`).
+        precision: ``"float32"`` (default: every product in the input
+            precision), or ``"bfloat16"`` / ``"tensorfloat32"``: that product
+            selects ``k + rerank_margin`` candidates, re-ranked by exact
+            float32 scores (module docstring). A reduced precision runs the
+            Keras block search, also under ``backend="auto"`` on a CPU.
+            ``"tensorfloat32"`` is TF32 on JAX (full float32 where the device
+            has no TF32, e.g. a CPU); on TensorFlow the product follows the
+            process-wide TF32 setting.
+        rerank_margin: extra candidates for a reduced precision (default
+            :func:`default_rerank_margin`, ``max(32, k)``).
 
     ``indices[i]`` are the references of query ``start + i``, nearest first.
     On the host path a block is final only once every tile is merged, so the
     whole ``(n, k)`` result is computed before the first block is yielded.
     """
-    backend = resolve_backend(backend)
     queries, k, metric, block_size = _checked_arguments(queries, k, references, metric, block_size)
+    precision, margin = check_precision(precision, backend, k, rerank_margin)
+    backend = resolve_backend("keras" if precision != "float32" and backend == "auto" else backend)
     if uses_tiled_host_path(backend, k):
         from symm_keras.neighbors.tiled import HOST_TILE
 
         return _slices(*_host_knn(queries, references, k, metric, block_size), block_size or HOST_TILE)
-    return _blocks(queries, references, k, metric, block_size, backend)
+    return _blocks(queries, references, k, metric, block_size, backend, precision, margin)
 
 
-def _blocks(queries, references, k, metric, block_size, backend):
+def _blocks(queries, references, k, metric, block_size, backend, precision="float32", margin=0):
     if backend == "keras":
         queries, references, metric = _prepare(queries, references, metric)
         num_references = queries.shape[0] if references is None else references.shape[0]
-        block_size = block_size or default_block_size(queries.shape[0], num_references)
-        return _device_knn_blocks(queries, references, k, metric, block_size)
+        rerank_elements = (k + margin) * queries.shape[1] if precision != "float32" else 0
+        block_size = block_size or default_block_size(queries.shape[0], num_references, rerank_elements)
+        return _device_knn_blocks(queries, references, k, metric, block_size, precision=precision,
+                                  rerank_margin=margin)
     return _host_top_k_blocks(score_blocks(queries, references, metric=metric, block_size=block_size,
                                            backend="numpy"), k, metric)
 
@@ -483,7 +576,8 @@ def _host_top_k_blocks(blocks, k, metric):
         yield start, stop, indices, best
 
 
-def exact_knn(queries, k, references=None, metric="cosine", block_size=None, backend="auto", num_threads=None):
+def exact_knn(queries, k, references=None, metric="cosine", block_size=None, backend="auto", num_threads=None,
+              precision="float32", rerank_margin=None):
     """Exact kNN of every query; returns numpy arrays.
 
     On a CPU (``backend="numpy"``, or ``"auto"`` without an accelerator) with
@@ -497,13 +591,15 @@ def exact_knn(queries, k, references=None, metric="cosine", block_size=None, bac
         ``(indices, scores)``, both ``(n, k)``: neighbour indices (int64)
         nearest first and their cosine similarities, Euclidean distances or
         squared Euclidean distances, in the input precision (see
-        :func:`knn_blocks` for the arguments).
+        :func:`knn_blocks` for the arguments, ``precision`` and
+        ``rerank_margin`` included).
     """
-    backend = resolve_backend(backend)
     queries, k, metric, block_size = _checked_arguments(queries, k, references, metric, block_size)
+    precision, margin = check_precision(precision, backend, k, rerank_margin)
+    backend = resolve_backend("keras" if precision != "float32" and backend == "auto" else backend)
     if uses_tiled_host_path(backend, k):
         return _host_knn(queries, references, k, metric, block_size, num_threads)
-    blocks = list(_blocks(queries, references, k, metric, block_size, backend))
+    blocks = list(_blocks(queries, references, k, metric, block_size, backend, precision, margin))
     if backend == "keras":  # one device-to-host copy, after the last block
         return (ops.convert_to_numpy(ops.concatenate([b[2] for b in blocks])).astype(np.int64),
                 ops.convert_to_numpy(ops.concatenate([b[3] for b in blocks])))

@@ -168,3 +168,100 @@ def test_squared_euclidean_is_the_euclidean_search_squared(rng, backend, referen
     np.testing.assert_allclose(squared[1], plain[1] ** 2, rtol=1e-5, atol=1e-6)
     y = x if gallery is None else gallery
     np.testing.assert_allclose(squared[1], np.sum((x[:, None] - y[squared[0]]) ** 2, axis=-1), rtol=1e-4, atol=1e-5)
+
+
+# --- Reduced-precision candidate product + exact float32 re-rank ------------------------------
+
+
+def float64_ranking(queries, references, metric):
+    """``(order, values)``: every reference of each query by float64 score, nearest first (self last)."""
+    q, y = queries.astype(np.float64), (queries if references is None else references).astype(np.float64)
+    if metric == "cosine":
+        q, y = q / np.linalg.norm(q, axis=1, keepdims=True), y / np.linalg.norm(y, axis=1, keepdims=True)
+        key = -(q @ y.T)
+    else:
+        key = np.sum((q[:, None] - y[None]) ** 2, axis=-1)
+    if references is None:
+        np.fill_diagonal(key, np.inf)
+    order = np.argsort(key, axis=1, kind="stable")
+    values = np.take_along_axis(key, order, axis=1)
+    values = -values if metric == "cosine" else (np.sqrt(values) if metric == "euclidean" else values)
+    return order, values
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "tensorfloat32"])
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "squared_euclidean"])
+@pytest.mark.parametrize("references", [False, True], ids=["self", "gallery"])
+def test_reduced_precision_returns_the_exact_neighbours_and_float32_scores(rng, precision, metric, references):
+    k = 5
+    x = rng.normal(size=(400, 24)).astype("float32")
+    gallery = rng.normal(size=(300, 24)).astype("float32") if references else None
+    indices, scores = exact_knn(x, k, references=gallery, metric=metric, precision=precision, block_size=96)
+    order, values = float64_ranking(x, gallery, metric)
+    # Rows whose k + 1 nearest are well separated (gaps ≥ 1e-4; bfloat16 products are off by ~1e-3,
+    # float32 ones by ~1e-6): there the lists must be the exact ones.
+    gaps = np.abs(np.diff(values[:, : k + 1], axis=1)).min(axis=1)
+    separated = gaps >= 1e-4
+    assert separated.mean() > 0.8
+    np.testing.assert_array_equal(indices[separated], order[separated, :k])
+    # Scores are float32 scores of the returned items (a bfloat16 product would be off by ~1e-3).
+    assert scores.dtype == np.float32
+    np.testing.assert_allclose(scores, values[:, :k], rtol=2e-6, atol=2e-6)
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "tensorfloat32"])
+def test_reduced_precision_keeps_ties_to_the_lower_index_and_drops_self_by_index(precision):
+    x = np.ones((6, 3), dtype="float32")
+    indices, distances = exact_knn(x, 5, metric="euclidean", precision=precision)
+    for q in range(6):
+        assert list(indices[q]) == [j for j in range(6) if j != q]
+    np.testing.assert_array_equal(distances, 0.0)
+
+
+def test_reduced_precision_with_the_whole_gallery_as_candidates(rng):
+    # k + margin exceeds the gallery: every other item is re-ranked, so the lists are the float32 ones.
+    x = rng.normal(size=(40, 8)).astype("float32")
+    indices, scores = exact_knn(x, 30, metric="cosine", precision="bfloat16", rerank_margin=100)
+    order, values = float64_ranking(x, None, "cosine")
+    np.testing.assert_allclose(scores, values[:, :30], rtol=2e-6, atol=2e-6)
+    np.testing.assert_array_equal(np.sort(indices, axis=1), np.sort(order[:, :30], axis=1))
+
+
+def test_reduced_precision_compiles_once_per_shape(rng):
+    import keras
+
+    from symm_keras.neighbors import exact as knn
+
+    search = knn._device_search("bfloat16")
+    if keras.backend.backend() == "jax":
+        compiled = search._cache_size
+    elif keras.backend.backend() == "tensorflow":
+        compiled = search.experimental_get_tracing_count
+    else:
+        pytest.skip("the block search is compiled on the JAX and TensorFlow backends only")
+    x = rng.normal(size=(650, 5)).astype("float32")
+    before = compiled()
+    first = exact_knn(x, 3, metric="euclidean", precision="bfloat16", block_size=96)
+    second = exact_knn(x, 3, metric="euclidean", precision="bfloat16", block_size=96)
+    assert compiled() == before + 1
+    np.testing.assert_array_equal(first[0], second[0])
+
+
+def test_default_block_size_bounds_the_gathered_candidates():
+    rows = default_block_size(60502, 60502, rerank_elements=(1001 + 1001) * 512)
+    assert rows * 2002 * 512 <= 1 << 25 and rows >= 1
+    assert default_block_size(60502, 60502, rerank_elements=62 * 64) == default_block_size(60502, 60502)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"precision": "float16"}, "precision must be one of"),
+        ({"precision": "bfloat16", "backend": "numpy"}, "runs on the Keras block search"),
+        ({"rerank_margin": 4}, "applies to a reduced precision only"),
+        ({"precision": "bfloat16", "rerank_margin": -1}, "rerank_margin must be a non-negative integer"),
+    ],
+)
+def test_bad_precision_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        exact_knn(np.eye(6, 3), 2, **kwargs)
