@@ -235,3 +235,32 @@ def test_one_name_per_concept():
     labels, x = np.repeat(np.arange(4), 2), np.random.default_rng(0).normal(size=(8, 5)).astype("float32")
     assert AngularLoss(angle=30).get_config()["angle"] == SymmAngularLoss(angle=30).get_config()["angle"] == 30
     assert float(_value(AngularLoss(angle=30), labels, x)) != float(_value(AngularLoss(angle=45), labels, x))
+
+
+# --- imports: no TensorFlow / numba needed -------------------------------------------------
+
+_BLOCKED_IMPORT_SCRIPT = """
+import sys
+sys.modules["tensorflow"] = sys.modules["numba"] = None  # as if not installed: importing them fails
+import numpy as np
+import symm_keras
+from symm_keras import layers, losses, metrics, ops
+labels, x = np.repeat(np.arange(4), 2), np.random.default_rng(0).normal(size=(8, 5)).astype("float32")
+values = [float(cls()(labels, x)) for cls in (losses.SymmNPairLoss, losses.TripletLoss, losses.MultiSimilarityLoss)]
+ratio = metrics.SyntheticHardPairRatio()
+ratio.update_state(labels, x)
+print("OK", values, float(ratio.result()), sorted(m for m in ("tensorflow", "numba") if sys.modules.get(m)))
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_losses_layers_metrics_import_and_run_without_tensorflow_or_numba(backend):
+    pytest.importorskip(backend)
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    done = subprocess.run(
+        [sys.executable, "-c", _BLOCKED_IMPORT_SCRIPT], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = [row for row in done.stdout.splitlines() if row.startswith("OK ")][-1]
+    assert line.endswith("[]"), line
