@@ -144,3 +144,23 @@ def test_bench_fanng_paired_refuses_sizes_it_cannot_pair():
     done = launch("bench_fanng_paired.py", "--baseline", "HEAD", "--n", "3000")
     assert done.returncode == 2
     assert "pairing needs --n >= 16384" in done.stderr
+
+
+def test_gpu_issue20_tiny_smoke_run_prints_every_goal():
+    # The one prepared GPU script of issue 20, at --tiny sizes on the CPU (JAX backend, as on the GPU
+    # machine): every part runs and the summary names each goal; the figures themselves mean nothing here.
+    pytest.importorskip("jax")
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-u", os.path.join(REPO, "benchmarks", "gpu_issue20.py"), "--tiny"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"gpu_issue20.py --tiny failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    out = words(done.stdout)
+    assert re.search(r"^retrieval_metrics first call \d+\.\d+ s; a warm call: \d+ host copies, \d+ XLA", out, re.M), out
+    for precision in ("float32", "bfloat16", "tensorfloat32"):
+        line = re.search(rf"^exact_knn k=10 {precision} .* lists equal to float32 (\d\.\d+)", out, re.M)
+        assert line and float(line.group(1)) > 0.99, out  # the re-rank returns the float32 lists
+    assert re.search(r"^\(neighbours \+ Algorithm 1\) / epoch = \d+\.\d+ %", out, re.M), out
+    for name in ("retrieval \\+ MAP@R seconds", "k-means \\+ NMI seconds", "mining share of an epoch %",
+                 "full / backbone-only step"):
+        assert re.search(rf"^goal {name}: \d+\.\d+ \(goal [<>]= [\d.]+.*\) (met|NOT met)$", out, re.M), out
+    assert re.search(r"^goal retrieval / torch bare kNN: (\d+\.\d+|not measured)", out, re.M), out
