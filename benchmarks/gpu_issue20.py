@@ -19,6 +19,11 @@ order; a part that would start after ``--budget_s`` is skipped and says so):
   re-rank, with its agreement with the float32 lists. Printed with each: the
   device-to-host copies (``keras.ops.convert_to_numpy`` calls) and XLA
   compilations of a warm call.
+* ``sweep`` (engineering figures, no goal): ``retrieval_metrics`` at the
+  default block size and ``--block_sizes``; ``exact_knn`` at the mining
+  shape (59,551 × 64, k = 30) in float32 and TF32 at those block sizes; the
+  relevance pass's top-k of one default score block, whole-row ``top_k``
+  against the two-stage one.
 * ``mining``: one Smart Mining epoch at SOP size (59,551 images): embedding
   pass (``predict``, batch 256) + exact neighbours (k = 30, 64-d, on the
   device; a warm call) + Algorithm 1 (``epoch_triplets``), against the
@@ -56,7 +61,7 @@ import numpy as np  # noqa: E402
 from bench_evaluation import sop_like  # noqa: E402
 
 SOP_TEST, SOP_TEST_CLASSES, SOP_TRAIN, SOP_TRAIN_CLASSES = 60502, 11316, 59551, 11318
-PARTS = ("eval", "mining", "step")
+PARTS = ("eval", "sweep", "mining", "step")
 RESULTS = []  # (name, value, goal text, met)
 
 
@@ -197,6 +202,41 @@ def part_eval(args, deadline):
     goal("k-means + NMI seconds", kmeans_seconds + scoring, 2.0, unit=" s")
 
 
+def part_sweep(args, deadline):
+    from symm_keras.evaluation import retrieval_metrics
+    from symm_keras.neighbors import default_block_size, exact_knn, top_k
+
+    def warm_seconds(fn):
+        fn()
+        return timed(fn)[1]
+
+    x, labels = sop_like(args.eval_items, args.eval_classes, args.eval_dim, 2.2, 0)
+    ks = tuple(int(k) for k in args.recall_ks.split(","))
+    default = default_block_size(x.shape[0], x.shape[0])
+    say(f"\n[sweep] block sizes (default {default} rows at {x.shape[0]} items); warm calls")
+    for rows in sorted({default, *args.block_sizes}):
+        if time.perf_counter() > deadline:
+            say("  skipped the rest (budget)")
+            return
+        seconds = warm_seconds(lambda r=rows: retrieval_metrics(x, labels, recall_ks=ks, block_size=r, backend="keras"))
+        say(f"  retrieval_metrics block_size {rows:6d}: {seconds:.3f} s")
+    mining_x = sop_like(args.mining_items, max(2, args.mining_items // 5), 64, 2.2, 1)[0]
+    for precision in ("float32", "tensorfloat32"):
+        for rows in sorted({default_block_size(mining_x.shape[0], mining_x.shape[0]), *args.block_sizes}):
+            if time.perf_counter() > deadline:
+                say("  skipped the rest (budget)")
+                return
+            seconds = warm_seconds(lambda r=rows, p=precision: exact_knn(mining_x, 30, metric="squared_euclidean",
+                                                                         backend="keras", block_size=r, precision=p))
+            say(f"  exact_knn {mining_x.shape[0]} x 64 k=30 {precision:13s} block_size {rows:6d}: {seconds:.3f} s")
+    # The relevance pass's top-k (k = max R + 1) of one score block: whole-row top_k vs the two-stage one.
+    scores = keras.ops.convert_to_tensor(np.random.default_rng(0).random((default, x.shape[0]), dtype=np.float32))
+    for chunk in (1, 64):
+        seconds = warm_seconds(lambda c=chunk: keras.ops.convert_to_numpy(top_k(scores, args.relevance_k, chunk=c)[0]))
+        say(f"  top_k of a {default} x {x.shape[0]} block, k={args.relevance_k}, "
+            f"{'whole row' if chunk == 1 else 'two-stage (chunk 64)'}: {1000 * seconds:.2f} ms")
+
+
 def small_backbone(size):
     """A 2-layer conv net (``--tiny`` only: seconds to compile on a CPU)."""
     inputs = keras.Input((size, size, 3))
@@ -310,7 +350,13 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--recall_ks", default="1,10,100,1000")
     parser.add_argument("--train_steps", type=int, default=0, help="time this many steps and scale (0: the epoch)")
+    parser.add_argument("--block_sizes", type=int, nargs="*", default=None,
+                        help="sweep: rows per block besides the default (default 2048 8192; --tiny 256)")
+    parser.add_argument("--eval_items", type=int, default=None, help="override the eval/sweep size (classes scale)")
+    parser.add_argument("--eval_dim", type=int, default=None, help="override the eval/sweep dimension")
+    parser.add_argument("--mining_items", type=int, default=None, help="override the mining/sweep size")
     args = parser.parse_args()
+    overrides = {name: getattr(args, name) for name in ("eval_items", "eval_dim", "mining_items")}
     parts = [p for p in args.parts.split(",") if p]
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
@@ -319,11 +365,20 @@ def main():
         args.eval_items, args.eval_classes, args.eval_dim, args.recall_ks = 600, 110, 16, "1,10"
         args.mining_items, args.triplets_per_batch, args.embed_batch_size = 240, 4, 32
         args.input_size, args.step_batch, args.embedding_dim, args.steps = 32, 8, 16, 2
-        args.rounds = min(args.rounds, 2)
+        args.rounds = min(args.rounds, 1)
+        args.relevance_k, default_blocks = 5, [256]
     else:
         args.eval_items, args.eval_classes, args.eval_dim = SOP_TEST, SOP_TEST_CLASSES, 512
         args.mining_items, args.triplets_per_batch, args.embed_batch_size = SOP_TRAIN, 40, 256
         args.input_size, args.step_batch, args.embedding_dim, args.steps = 227, 128, 512, 15
+        args.relevance_k, default_blocks = 15, [2048, 8192]  # R_max + 1: sop_like's largest class has 15 items
+    if args.block_sizes is None:
+        args.block_sizes = default_blocks
+    for name, value in overrides.items():
+        if value is not None:
+            setattr(args, name, value)
+    if overrides["eval_items"] is not None:
+        args.eval_classes = max(2, round(args.eval_items * SOP_TEST_CLASSES / SOP_TEST))
 
     started = time.perf_counter()
     say(f"backend={keras.backend.backend()} device={device_name()} keras={keras.__version__} "
@@ -334,7 +389,7 @@ def main():
             say(f"\n[{part}] skipped: {elapsed:.0f} s elapsed, past the {args.budget_s:.0f} s budget")
             continue
         deadline = started + args.budget_s
-        {"eval": part_eval, "mining": part_mining, "step": part_step}[part](args, deadline)
+        {"eval": part_eval, "sweep": part_sweep, "mining": part_mining, "step": part_step}[part](args, deadline)
         say(f"  ({part} done at {time.perf_counter() - started:.0f} s)")
     say("\nIssue 20 goals" + (" (tiny CPU smoke run: not the issue's figures)" if args.tiny else "") + ":")
     for name, value, limit, met in RESULTS:

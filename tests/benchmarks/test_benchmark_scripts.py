@@ -159,6 +159,8 @@ def test_gpu_issue20_tiny_smoke_run_prints_every_goal():
     for precision in ("float32", "bfloat16", "tensorfloat32"):
         line = re.search(rf"^exact_knn k=10 {precision} .* lists equal to float32 (\d\.\d+)", out, re.M)
         assert line and float(line.group(1)) > 0.99, out  # the re-rank returns the float32 lists
+    assert re.search(r"^retrieval_metrics block_size 256: \d+\.\d+ s$", out, re.M), out
+    assert len(re.findall(r"^top_k of a 600 x 600 block, k=5, .*: \d+\.\d+ ms$", out, re.M)) == 2, out
     assert re.search(r"^\(neighbours \+ Algorithm 1\) / epoch = \d+\.\d+ %", out, re.M), out
     for name in ("retrieval \\+ MAP@R seconds", "k-means \\+ NMI seconds", "mining share of an epoch %",
                  "full / backbone-only step"):
