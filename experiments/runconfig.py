@@ -11,7 +11,10 @@ import json
 import math
 import os
 
-DATASETS = ("cub", "cars196", "sop", "digits")
+from experiments import configs
+
+#: the image datasets of the config registry, and the offline digits task (``experiments/digits.py``).
+DATASETS = configs.DATASETS + ("digits",)
 
 #: flags that override the config field of the same name.
 CONFIG_FIELDS = (
@@ -29,8 +32,6 @@ class UsageError(ValueError):
 
 def default_config_name(method, dataset):
     """The row ``--method M --dataset D`` runs when no ``--config`` is given."""
-    from experiments import configs
-
     names = configs.list_configs(dataset=dataset)
     matches = [n for n in names if configs.get_config(n).method == method]
     preferred = [n for n in matches if n == f"{method}_{dataset}"]
@@ -69,7 +70,7 @@ def resolve_config(values):
     ``values`` maps flag names to the values given on the command line (only
     those actually present). Raises :class:`UsageError` on inconsistencies.
     """
-    from experiments import configs, methods
+    from experiments import methods
     from experiments.configs import recipes
 
     name = values.get("config")
