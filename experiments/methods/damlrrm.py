@@ -45,7 +45,8 @@ def _check_options(cfg):
 def build_damlrrm(context):
     from symm_keras import data
     from symm_keras.callbacks.sampling_size import SamplingSize
-    from symm_keras.losses.damlrrm import DAMLRRMLoss, damlrrm_metrics
+    from symm_keras.losses.damlrrm import DAMLRRMLoss
+    from symm_keras.metrics.damlrrm_parts import damlrrm_metrics
 
     from experiments.sources import array_batches
 
