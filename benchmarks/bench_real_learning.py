@@ -55,11 +55,25 @@ def parse_args(argv=None):
     parser.add_argument("--losses", default="npair,symm_npair")
     parser.add_argument("--batchnorm", default="train,frozen", help="comma list of train / frozen")
     parser.add_argument("--eval_images_per_class", type=int, default=40, help="unseen images per class (0: all)")
+    parser.add_argument("--train_images_per_class", type=int, default=0,
+                        help="train images per class 1-49 (0: all); a seeded random subset")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default=None,
+                        help="comma list of seeds for --train head (default: --seed); each seed gives both losses "
+                             "the same head initialisation and the same batches")  # fmt: skip
+    parser.add_argument("--train", default="finetune", choices=("finetune", "head"),
+                        help="finetune: the whole model (--batchnorm modes); head: the frozen backbone in inference "
+                             "mode, its pooled features computed once, only the embedding head trained")  # fmt: skip
+    parser.add_argument("--train_views", type=int, default=2, choices=(1, 2),
+                        help="--train head: 1 = each train image as is, 2 = also its mirror image (a random one of "
+                             "the two per image and step)")  # fmt: skip
+    parser.add_argument("--features_cache", default=None,
+                        help="--train head: .npz file for the pooled features (written if absent, read if present)")
     args = parser.parse_args(argv)
     for mode in args.batchnorm.split(","):
         if mode not in ("train", "frozen"):
             parser.error(f"--batchnorm takes train and/or frozen, got {mode!r}")
+    args.seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     for name in (args.data, args.weights):
         if not os.path.exists(name):
             parser.error(f"{name} not found (see ../shared/data/cars196_train_side/README.md, ../shared/weights)")
@@ -77,20 +91,31 @@ def load_images(index, size):
     return out
 
 
+def load_split(args, train_index, unseen_index):
+    t = time.perf_counter()
+    train_images, unseen_images = load_images(train_index, args.size), load_images(unseen_index, args.size)
+    print(f"loaded {len(train_images)} train images (classes 1-49), {len(unseen_images)} unseen (classes 50-98) "
+          f"at {args.size} px in {time.perf_counter() - t:.0f} s", flush=True)  # fmt: skip
+    return train_images, unseen_images
+
+
 def split(args):
     from symm_keras import data
 
     index = data.load_split_index("cars196", args.data, check_files=False)
     rng = np.random.default_rng(args.seed)
-    train = index.subset(np.isin(index.labels, range(1, 50)))
-    unseen_rows = []
-    for c in range(50, 99):
-        rows = np.flatnonzero(index.labels == c)
-        if args.eval_images_per_class and len(rows) > args.eval_images_per_class:
-            rows = np.sort(rng.choice(rows, args.eval_images_per_class, replace=False))
-        unseen_rows.extend(rows)
-    unseen = index.subset(np.isin(np.arange(len(index)), unseen_rows))
-    return train, unseen
+
+    def subset(classes, per_class):
+        chosen = []
+        for c in classes:
+            rows = np.flatnonzero(index.labels == c)
+            if per_class and len(rows) > per_class:
+                rows = np.sort(rng.choice(rows, per_class, replace=False))
+            chosen.extend(rows)
+        return index.subset(np.isin(np.arange(len(index)), chosen))
+
+    unseen = subset(range(50, 99), args.eval_images_per_class)
+    return subset(range(1, 50), args.train_images_per_class), unseen
 
 
 def preprocess(images):
@@ -104,14 +129,28 @@ class Batches:
         self.images, self.labels = images, labels
         self.by_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
         self.P, self.rng = classes_per_batch, np.random.default_rng(seed)
+        if classes_per_batch > len(self.by_class):
+            raise ValueError(f"--classes_per_batch {classes_per_batch} > the {len(self.by_class)} training classes")
+
+    def rows(self):
+        classes = self.rng.choice(len(self.by_class), self.P, replace=False)
+        return np.concatenate([self.rng.choice(self.by_class[c], 2, replace=False) for c in classes])
 
     def next(self):
-        classes = self.rng.choice(len(self.by_class), self.P, replace=False)
-        rows = np.concatenate([self.rng.choice(self.by_class[c], 2, replace=False) for c in classes])
+        rows = self.rows()
         x = self.images[rows]
         flip = self.rng.random(len(rows)) < 0.5
         x[flip] = x[flip, :, ::-1]
         return preprocess(x), self.labels[rows].astype(np.int32)
+
+
+class FeatureBatches(Batches):
+    """The same ``P × 2`` draw over precomputed features ``(views, n, d)``; a random view per image."""
+
+    def next(self):
+        rows = self.rows()
+        views = self.rng.integers(len(self.images), size=len(rows))
+        return self.images[views, rows], self.labels[rows].astype(np.int32)
 
 
 def recall_at_1(features, labels):
@@ -192,16 +231,109 @@ def run(args, loss_name, batchnorm, train_images, train_labels, unseen_images, u
     return rows
 
 
+def pooled_features(args, train_index, unseen_index):
+    """The frozen backbone's pooled features: train ``(views, n, 1280)`` (view 1: mirrored) and unseen ``(n, 1280)``.
+
+    The backbone runs in inference mode (batch norm on its ImageNet
+    statistics) and is never trained, so its features cannot collapse.
+    """
+    if args.features_cache and os.path.exists(args.features_cache):
+        cached = np.load(args.features_cache)
+        if cached["size"] == args.size and len(cached["train"]) >= args.train_views:
+            return cached["train"][: args.train_views], cached["unseen"]
+    train_images, unseen_images = load_split(args, train_index, unseen_index)
+    _, _, features = build(args, "train", args.seed)
+    train = np.stack([embed(features, train_images[:, :, ::step]) for step in (1, -1)[: args.train_views]])
+    unseen = embed(features, unseen_images)
+    if args.features_cache:
+        np.savez(args.features_cache, train=train, unseen=unseen, size=args.size)
+    return train, unseen
+
+
+def build_head(args, in_dim, seed):
+    """A Glorot ``EmbeddingHead`` on pooled features with the ``official`` optimizer of :func:`build`."""
+    import keras
+
+    from symm_keras.models.embedding import EmbeddingHead
+    from symm_keras.optimizers import StaircaseDecay, with_coupled_decay
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((in_dim,))
+    model = keras.Model(inputs, EmbeddingHead(args.embedding_dim)(inputs))
+    if args.head_init_scale != 1.0:
+        model.get_layer("embedding_head").kernel.assign(model.get_layer("embedding_head").kernel * args.head_init_scale)
+    schedule = StaircaseDecay(args.lr, 5000, 0.5, stop_step=15000, stop_value=args.lr / 10)
+    optimizer = with_coupled_decay(keras.optimizers.Adam(schedule), args.weight_decay, model=model,
+                                   gradient_multipliers={"^embedding_head/": args.head_gradient})  # fmt: skip
+    return model, optimizer
+
+
+def metrics(embeddings, labels, full):
+    from symm_keras.evaluation import evaluate_embeddings
+
+    result = evaluate_embeddings(embeddings, labels, recall_ks=(1,), metric="cosine", clustering=full).as_dict()
+    return {k: result[k] for k in (("recall@1", "map@r", "nmi") if full else ("recall@1",))}
+
+
+def run_head(args, loss_name, seed, train_features, train_labels, unseen_features, unseen_labels):
+    """Train the head alone; R@1 on the unseen classes every ``--eval_every`` steps, MAP@R and NMI at 0 and the end."""
+    model, optimizer = build_head(args, train_features.shape[-1], seed)
+    model.compile(optimizer=optimizer, loss=loss_object(loss_name))
+    batches = FeatureBatches(train_features, train_labels, args.classes_per_batch, seed + 1)
+    rows, losses, start = [], [], time.perf_counter()
+
+    def evaluate(step, full):
+        emb = model.predict_on_batch(unseen_features)
+        row = {"step": step, **metrics(emb, unseen_labels, full),
+               "mean_norm": float(np.mean(np.linalg.norm(emb, axis=1))),
+               "loss": float(np.mean(losses[-50:])) if losses else None}  # fmt: skip
+        rows.append(row)
+        extra = f"MAP@R {100 * row['map@r']:5.2f}  NMI {100 * row['nmi']:5.2f}  " if full else ""
+        print(f"  {loss_name:10s} seed {seed} step {step:5d}: R@1 {100 * row['recall@1']:5.2f}  {extra}"
+              f"loss {'-' if row['loss'] is None else format(row['loss'], '.3f')} "
+              f"(log P = {math.log(args.classes_per_batch):.3f})  mean |e| {row['mean_norm']:.3g}  "
+              f"[{time.perf_counter() - start:.0f} s]", flush=True)  # fmt: skip
+
+    evaluate(0, True)
+    for step in range(1, args.steps + 1):
+        x, y = batches.next()
+        losses.append(float(model.train_on_batch(x, y)))
+        if step == args.steps:
+            evaluate(step, True)
+        elif step % args.eval_every == 0:
+            evaluate(step, False)
+    return rows
+
+
+def main_head(args, train_index, unseen_index):
+    t = time.perf_counter()
+    train_features, unseen_features = pooled_features(args, train_index, unseen_index)
+    print(f"pooled features {train_features.shape} / {unseen_features.shape} in {time.perf_counter() - t:.0f} s; "
+          f"frozen backbone (pooled features): "
+          f"{metrics(unseen_features, unseen_index.labels, True)}", flush=True)  # fmt: skip
+    results = {}
+    for seed in args.seeds:
+        for loss_name in args.losses.split(","):
+            results[(loss_name, seed)] = run_head(args, loss_name, seed, train_features, train_index.labels,
+                                                  unseen_features, unseen_index.labels)  # fmt: skip
+    print("\nsummary (frozen backbone, head trained): unseen classes 50-98, untrained head -> last evaluation")
+    for (loss_name, seed), rows in results.items():
+        first, last = rows[0], rows[-1]
+        print(f"  {loss_name:10s} seed {seed}: " + "  ".join(
+            f"{k} {100 * first[k]:5.2f} -> {100 * last[k]:5.2f}" for k in ("recall@1", "map@r", "nmi")))  # fmt: skip
+    return results
+
+
 def main(argv=None):
     args = parse_args(argv)
     import keras
 
     print(f"keras {keras.__version__} ({keras.backend.backend()}), {os.cpu_count()} CPUs; {args}", flush=True)
     train_index, unseen_index = split(args)
-    t = time.perf_counter()
-    train_images, unseen_images = load_images(train_index, args.size), load_images(unseen_index, args.size)
-    print(f"loaded {len(train_images)} train images (classes 1-49), {len(unseen_images)} unseen (classes 50-98) "
-          f"at {args.size} px in {time.perf_counter() - t:.0f} s", flush=True)  # fmt: skip
+    if args.train == "head":
+        main_head(args, train_index, unseen_index)
+        return 0
+    train_images, unseen_images = load_split(args, train_index, unseen_index)
     _, _, features = build(args, "train", args.seed)
     print(f"frozen ImageNet backbone (pooled features): R@1 "
           f"{100 * recall_at_1(embed(features, unseen_images), unseen_index.labels):.1f}", flush=True)  # fmt: skip
