@@ -30,7 +30,15 @@ import numpy as np
 from keras import ops
 
 from symm_keras.evaluation.inputs import check_embeddings, check_recall_ks, encode_labels
-from symm_keras.neighbors.exact import resolve_backend, score_blocks, top_k
+from symm_keras.neighbors.exact import (
+    check_metric,
+    check_positive_int,
+    default_block_size,
+    device_operands,
+    resolve_backend,
+    score_blocks,
+    top_k,
+)
 
 
 @dataclasses.dataclass
@@ -74,29 +82,11 @@ class _ClassMembers:
         return members.astype(np.int32), valid
 
 
-def _drop_self_keras(nearest, self_column, r_max):
-    """First ``r_max`` entries of each row of ``nearest`` (``r_max + 1`` wide) other than the query."""
-    is_self = ops.equal(nearest, self_column)
-    self_position = ops.where(ops.any(is_self, axis=1), ops.argmax(ops.cast(is_self, "int32"), axis=1), r_max + 1)
-    slots = ops.expand_dims(ops.arange(r_max, dtype="int32"), 0)
-    shift = ops.cast(ops.greater_equal(slots, ops.expand_dims(ops.cast(self_position, "int32"), 1)), "int32")
-    return ops.take_along_axis(nearest, slots + shift, axis=1)
-
-
 def _drop_self_numpy(nearest, self_column, r_max):
     is_self = nearest == self_column
     self_position = np.where(is_self.any(axis=1), is_self.argmax(axis=1), r_max + 1)
     slots = np.arange(r_max)[None, :]
     return np.take_along_axis(nearest, slots + (slots >= self_position[:, None]), axis=1)
-
-
-def _relevance_keras(scores, start, codes, r_max):
-    """``rel`` of the first ``r_max`` ranks of one block (query dropped by index)."""
-    self_column = ops.expand_dims(ops.arange(start, start + ops.shape(scores)[0], dtype="int32"), 1)
-    _, nearest = ops.top_k(scores, r_max + 1, sorted=True)
-    nearest = _drop_self_keras(ops.cast(nearest, "int32"), self_column, r_max)
-    query_codes = ops.take(codes, self_column, axis=0)
-    return np.asarray(ops.convert_to_numpy(ops.equal(ops.take(codes, nearest, axis=0), query_codes)))
 
 
 def _relevance_numpy(scores, start, codes, r_max):
@@ -106,25 +96,83 @@ def _relevance_numpy(scores, start, codes, r_max):
     return codes[nearest] == codes[self_column]
 
 
-def _rank_counts_keras(scores, rows, self_columns, members, valid):
-    """``(gt, ge, best, best_column)`` for the block rows ``rows`` (see :func:`neighbour_relevance`)."""
-    if rows.shape[0] != ops.shape(scores)[0]:
-        scores = ops.take(scores, ops.convert_to_tensor(rows.astype(np.int32)), axis=0)
-    members = ops.convert_to_tensor(members)
-    positive_scores = ops.where(ops.convert_to_tensor(valid), ops.take_along_axis(scores, members, axis=1), float("-inf"))
-    best = ops.max(positive_scores, axis=1, keepdims=True)
-    best_slot = ops.expand_dims(ops.cast(ops.argmax(positive_scores, axis=1), "int32"), 1)
-    best_column = ops.take_along_axis(members, best_slot, axis=1)
-    self_score = ops.take_along_axis(scores, ops.convert_to_tensor(self_columns[:, None].astype(np.int32)), axis=1)
-    gt = ops.sum(ops.cast(ops.greater(scores, best), "int32"), axis=1)
-    gt = gt - ops.cast(ops.greater(self_score, best)[:, 0], "int32")
-    ge = ops.sum(ops.cast(ops.greater_equal(scores, best), "int32"), axis=1)
-    ge = ge - ops.cast(ops.greater_equal(self_score, best)[:, 0], "int32")
-    to_numpy = ops.convert_to_numpy
-    return to_numpy(gt), to_numpy(ge), to_numpy(best)[:, 0], to_numpy(best_column)[:, 0], scores
+_DEVICE_PASSES = {}
+
+
+def _device_relevance_block(queries, start, references_t, bias, codes, block_size, r_max):
+    """``(rel, first_hit)`` of one block of queries, the query excluded by index (compiled; see
+    :func:`neighbour_relevance`): ``first_hit = #{j ≠ q: S_qj > S_qp*} + #{j ≠ q, j < p*: S_qj = S_qp*}``
+    with ``p*`` the lowest-index best same-class item (``n − 1`` when there is none)."""
+    block = ops.slice(queries, [start, 0], [block_size, queries.shape[1]])
+    scores = ops.matmul(block, references_t)
+    if bias is not None:  # euclidean: 2 q·y − ‖y‖²
+        scores = 2.0 * scores - bias
+    n = scores.shape[1]
+    query_index = ops.arange(block_size, dtype="int32") + start
+    columns = ops.expand_dims(ops.arange(n, dtype="int32"), 0)
+    is_self = ops.expand_dims(query_index, 1) == columns
+    query_codes = ops.expand_dims(ops.take(codes, ops.minimum(query_index, n - 1), axis=0), 1)  # padded rows: clamped
+    positive = ops.logical_and(ops.equal(ops.take(codes, columns[0], axis=0)[None, :], query_codes),
+                               ops.logical_not(is_self))
+    scores = ops.where(is_self, float("-inf"), scores)
+    best = ops.max(ops.where(positive, scores, float("-inf")), axis=1, keepdims=True)
+    best_column = ops.min(ops.where(ops.logical_and(positive, scores == best), columns, n), axis=1, keepdims=True)
+    ahead = ops.logical_or(scores > best, ops.logical_and(ops.logical_and(scores == best, columns < best_column),
+                                                          ops.logical_not(is_self)))
+    first_hit = ops.sum(ops.cast(ahead, "int32"), axis=1)
+    if r_max == 0:
+        return ops.zeros((block_size, 0), dtype="bool"), first_hit
+    nearest, _ = top_k(scores, r_max)
+    return ops.equal(ops.take(codes, nearest, axis=0), query_codes), first_hit
+
+
+def _device_pass():
+    """:func:`_device_relevance_block` compiled for the active Keras backend (eager on others)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend not in _DEVICE_PASSES:
+        relevance_block = _device_relevance_block
+        if backend == "jax":
+            import jax
+
+            def full_precision(*args, **kwargs):  # JAX's GPU default for float32 products is TF32
+                with jax.default_matmul_precision("highest"):
+                    return _device_relevance_block(*args, **kwargs)
+
+            relevance_block = jax.jit(full_precision, static_argnames=("block_size", "r_max"))
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            relevance_block = tf.function(relevance_block, jit_compile=True)
+        _DEVICE_PASSES[backend] = relevance_block
+    return _DEVICE_PASSES[backend]
+
+
+def _device_relevance(embeddings, label_codes, r_max, metric, block_size):
+    """``(first_hit, relevance)`` on the Keras backend: one compiled call per block, one host copy at the end."""
+    num_items = embeddings.shape[0]
+    queries, references_t, bias = device_operands(embeddings, None, check_metric(metric))
+    if block_size is None:
+        block_size = default_block_size(num_items, num_items)
+    block_size = check_positive_int(block_size, "block_size")
+    if -num_items % block_size:
+        queries = ops.pad(queries, [[0, -num_items % block_size], [0, 0]])
+    codes = ops.convert_to_tensor(label_codes.astype(np.int32))
+    relevance_block = _device_pass()
+    relevance, first_hit = [], []
+    for start in range(0, num_items, block_size):
+        rel, hits = relevance_block(queries, ops.convert_to_tensor(start, "int32"), references_t, bias, codes,
+                                    block_size=block_size, r_max=r_max)
+        relevance.append(rel)
+        first_hit.append(hits)
+    relevance = np.asarray(ops.convert_to_numpy(ops.concatenate(relevance)))[:num_items].astype(bool)
+    return np.asarray(ops.convert_to_numpy(ops.concatenate(first_hit)))[:num_items].astype(np.int64), relevance
 
 
 def _rank_counts_numpy(scores, rows, self_columns, members, valid):
+    """``(gt, ge, best, best_column, scores)`` of the block rows ``rows``: the best same-class score,
+    its column, and how many other items score above / at least as high (see :func:`neighbour_relevance`)."""
     if rows.shape[0] != scores.shape[0]:
         scores = scores[rows]
     positive_scores = np.where(valid, np.take_along_axis(scores, members, axis=1), -np.inf)
@@ -144,14 +192,18 @@ def neighbour_relevance(embeddings, label_codes, class_sizes, metric="cosine", b
     Per block of queries, with score matrix ``S`` and the order "score
     descending, lower index first on ties", the query excluded by index:
 
-    * ``relevance[q, :r_max]`` from one ``top_k`` with ``k = r_max + 1 = max R + 1``
-      (the query's own entry removed by index);
+    * ``relevance[q, :r_max]`` from one ``top_k`` with ``k = r_max = max R``;
     * ``first_hit[q]``, the exact 0-based rank of the best same-class item
-      ``p*``, which gives Recall@K for every K at once: read off
-      ``relevance`` when a same-class item is among the first ``r_max``;
-      otherwise counted over the row, ``#{j ≠ q: S_qj > S_qp*} +
-      #{j ≠ q, j < p*: S_qj = S_qp*}`` (the tie term only for rows that
-      have a tie), instead of a ``top_k`` with ``k = max K``.
+      ``p*`` (the lowest index among equals), which gives Recall@K for every
+      K at once: ``#{j ≠ q: S_qj > S_qp*} + #{j ≠ q, j < p*: S_qj = S_qp*}``,
+      instead of a ``top_k`` with ``k = max K``.
+
+    On the Keras backend (``backend="keras"``, or ``"auto"`` on a GPU/TPU)
+    each block is one compiled call (``jax.jit`` / XLA ``tf.function``) that
+    counts ``first_hit`` for every row; the results stay on the device until
+    the last block (one host copy). On the host ``first_hit`` is read off
+    ``relevance`` where a same-class item is among the first ``r_max``, and
+    counted over the row only for the others.
 
     ``label_codes``/``class_sizes`` come from
     :func:`symm_keras.evaluation.inputs.encode_labels`.
@@ -160,43 +212,32 @@ def neighbour_relevance(embeddings, label_codes, class_sizes, metric="cosine", b
     num_items = label_codes.shape[0]
     num_relevant = class_sizes[label_codes] - 1
     r_max = int(min(num_items - 1, num_relevant.max()))
+    if backend == "keras":
+        embeddings = check_embeddings(embeddings)
+        first_hit, relevance = _device_relevance(embeddings, label_codes, r_max, metric, block_size)
+        first_hit[num_relevant == 0] = num_items - 1
+        return NeighbourRelevance(first_hit, relevance, num_relevant, num_items - 1)
     members = _ClassMembers(label_codes, class_sizes)
     first_hit = np.full(num_items, num_items - 1, dtype=np.int64)
     relevance = np.zeros((num_items, r_max), dtype=bool)
-    if backend == "keras":
-        codes = ops.convert_to_tensor(label_codes.astype(np.int32))
-        relevance_of, rank_counts = _relevance_keras, _rank_counts_keras
-    else:
-        codes = label_codes
-        relevance_of, rank_counts = _relevance_numpy, _rank_counts_numpy
-    blocks = score_blocks(embeddings, metric=metric, block_size=block_size, backend=backend, mask_self=False)
+    blocks = score_blocks(embeddings, metric=metric, block_size=block_size, backend="numpy", mask_self=False)
     for start, stop, _, scores in blocks:
         early = np.zeros(stop - start, dtype=bool)
         if r_max:
-            block_relevance = relevance_of(scores, start, codes, r_max)
+            block_relevance = _relevance_numpy(scores, start, label_codes, r_max)
             relevance[start:stop] = block_relevance
             early = block_relevance.any(axis=1)
             first_hit[start:stop][early] = block_relevance[early].argmax(axis=1)
-        wanted = np.flatnonzero(~early & (num_relevant[start:stop] > 0))
-        if wanted.size == 0:
+        rows = np.flatnonzero(~early & (num_relevant[start:stop] > 0))
+        if rows.size == 0:
             continue
-        rows = wanted
-        if backend == "keras":
-            # Pad to a power of two (at most the block): few distinct shapes, so
-            # JAX/XLA compiles each op a handful of times, not once per block.
-            bucket = min(stop - start, 1 << int(np.ceil(np.log2(wanted.size))))
-            rows = np.arange(stop - start) if bucket == stop - start else np.pad(wanted, (0, bucket - wanted.size), mode="edge")
-        positions = np.searchsorted(rows, wanted)  # where each wanted row sits in `rows`
         table, valid = members.table(label_codes[start + rows], start + rows)
-        counted = rank_counts(scores, rows, start + rows, table, valid)
-        gt, ge, best, best_column = (np.asarray(values)[positions] for values in counted[:4])
-        row_scores = counted[4]
-        targets = start + wanted
+        gt, ge, best, best_column, row_scores = _rank_counts_numpy(scores, rows, start + rows, table, valid)
+        targets = start + rows
         first_hit[targets] = gt
         for i in np.flatnonzero(ge - gt > 1):
             # Other items tie with the best positive: those of lower index come first.
-            row = row_scores[int(positions[i])]
-            row = np.asarray(ops.convert_to_numpy(row)) if backend == "keras" else row
+            row = row_scores[i]
             columns = np.arange(row.shape[0])
             tied_before = (row == best[i]) & (columns < best_column[i]) & (columns != targets[i])
             first_hit[targets[i]] += int(np.count_nonzero(tied_before))

@@ -169,7 +169,8 @@ def _check_k(k, num_queries, num_references, exclude_self):
     return int(k)
 
 
-def _check_positive_int(value, name):
+def check_positive_int(value, name):
+    """Return ``value`` as an int after checking it is a positive integer (``name`` in the error)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     return int(value)
@@ -234,8 +235,11 @@ def _numpy_score_blocks(queries, references, metric, block_size, mask_self):
         yield start, stop, block, scores
 
 
-def _device_operands(queries, references, metric):
-    """``(q, rᵀ, ‖r‖²)`` on the backend's device: unit rows for cosine, the bias row for euclidean (else None)."""
+def device_operands(queries, references, metric):
+    """``(q, rᵀ, ‖r‖²)`` on the backend's device: unit rows for cosine, the bias row for euclidean (else None).
+
+    ``q @ rᵀ`` (minus the bias for the Euclidean metrics) are the scores of :func:`score_blocks`.
+    """
     q = ops.convert_to_tensor(queries)
     r = q if references is None else ops.convert_to_tensor(references)
     if metric == "cosine":
@@ -247,7 +251,7 @@ def _device_operands(queries, references, metric):
 
 def _keras_score_blocks(queries, references, metric, block_size, mask_self):
     exclude_self = references is None
-    q, ref_t, ref_sq = _device_operands(queries, references, metric)
+    q, ref_t, ref_sq = device_operands(queries, references, metric)
     num_queries = queries.shape[0]
     for start in range(0, num_queries, block_size):
         stop = min(start + block_size, num_queries)
@@ -279,7 +283,7 @@ def score_blocks(queries, references=None, metric="cosine", block_size=None, bac
     num_references = queries.shape[0] if references is None else references.shape[0]
     if block_size is None:
         block_size = default_block_size(queries.shape[0], num_references)
-    _check_positive_int(block_size, "block_size")
+    check_positive_int(block_size, "block_size")
     blocks = _keras_score_blocks if backend == "keras" else _numpy_score_blocks
     return blocks(queries, references, metric, int(block_size), mask_self)
 
@@ -422,7 +426,7 @@ def _device_search(precision="float32"):
 def _device_knn_blocks(queries, references, k, metric, block_size, chunk=64, precision="float32", rerank_margin=0):
     """Yield ``(start, stop, indices, scores)`` as backend tensors, one compiled call per block."""
     exclude_self = references is None
-    q, references_t, bias = _device_operands(queries, references, metric)
+    q, references_t, bias = device_operands(queries, references, metric)
     rows = None  # the float32 reference rows of the exact re-rank
     candidates = k
     if precision != "float32":
@@ -484,7 +488,7 @@ def _checked_arguments(queries, k, references, metric, block_size):
     k = _check_k(k, queries.shape[0], num_references, references is None)
     metric = check_metric(metric)
     if block_size is not None:
-        block_size = _check_positive_int(block_size, "block_size")
+        block_size = check_positive_int(block_size, "block_size")
     return queries, k, metric, block_size
 
 

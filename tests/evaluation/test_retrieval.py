@@ -143,10 +143,32 @@ def test_string_and_column_labels(rng):
         ({"recall_ks": (1,), "block_size": 0}, "block_size must be a positive integer"),
     ],
 )
-def test_bad_arguments(kwargs, message):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_arguments(kwargs, message, backend):
     x = LINE
     with pytest.raises(ValueError, match=message):
-        retrieval_metrics(x, LINE_LABELS, **kwargs)
+        retrieval_metrics(x, LINE_LABELS, **{"backend": backend, **kwargs})
+
+
+def test_keras_path_copies_to_the_host_once_and_compiles_once_per_shape(rng, monkeypatch):
+    # Issue 20: one compiled call per block, results kept on the device until the last block.
+    import keras
+
+    from symm_keras.evaluation import retrieval
+
+    x, labels = _clustered(rng, 30, 5, 8, spread=3.0)  # 150 items: 4 blocks of 40, the last one padded
+    retrieval_metrics(x, labels, recall_ks=(1, 4), block_size=40, backend="keras")
+    copies = []
+    original = keras.ops.convert_to_numpy
+    monkeypatch.setattr(keras.ops, "convert_to_numpy", lambda value: copies.append(1) or original(value))
+    pass_ = retrieval._device_pass()
+    count = {"jax": lambda: pass_._cache_size(), "tensorflow": lambda: pass_.experimental_get_tracing_count()}
+    compiled = count.get(keras.backend.backend(), lambda: 0)
+    before = compiled()
+    metrics, _ = retrieval_metrics(x, labels, recall_ks=(1, 4), block_size=40, backend="keras")
+    assert len(copies) == 2  # relevance and first_hit, once each
+    assert compiled() == before
+    assert metrics == retrieval_metrics(x, labels, recall_ks=(1, 4), backend="numpy")[0]
 
 
 @pytest.mark.parametrize(
@@ -164,3 +186,20 @@ def test_bad_arguments(kwargs, message):
 def test_bad_input(x, labels, message):
     with pytest.raises(ValueError, match=message):
         retrieval_metrics(x, labels, recall_ks=(1,))
+
+
+@pytest.mark.parametrize("block_size", [None, 13])
+def test_keras_relevance_equals_the_host_one_with_exact_ties(rng, block_size):
+    # Integer points: every Euclidean score is exact on both paths, so ties are real ties. Few
+    # distinct points, singletons and classes whose best item lies far beyond R: the counted ranks
+    # with their tie term, the padded last block, and first_hit = n - 1 for singletons.
+    from symm_keras.evaluation.inputs import encode_labels
+    from symm_keras.evaluation.retrieval import neighbour_relevance
+
+    x = rng.integers(-2, 3, size=(200, 3)).astype("float32")
+    codes, sizes = encode_labels(rng.integers(0, 90, size=200), 200)
+    on_device = neighbour_relevance(x, codes, sizes, "euclidean", block_size, backend="keras")
+    on_host = neighbour_relevance(x, codes, sizes, "euclidean", block_size, backend="numpy")
+    np.testing.assert_array_equal(on_device.first_hit, on_host.first_hit)
+    np.testing.assert_array_equal(on_device.relevance, on_host.relevance)
+    assert (on_host.first_hit >= on_host.relevance.shape[1]).sum() > 20  # many ranks counted over the row
