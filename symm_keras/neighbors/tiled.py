@@ -31,7 +31,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "exact_knn falls back to numpy score blocks without it."
     ) from error
 
-from symm_keras.neighbors.exact import _check_positive_int, _row_squared_norms, _unit_rows
+from symm_keras.neighbors.exact import check_positive_int, _row_squared_norms, _unit_rows
 
 HOST_TILE = 1024  # tile edge: a 1024 × 1024 float32 tile (4 MiB) stays in cache
 _NO_INDEX = np.iinfo(np.int64).max  # an empty heap slot loses every tie
@@ -229,8 +229,8 @@ def tiled_knn(queries, k, references=None, metric="cosine", tile=None, num_threa
         ``(indices int64, scores)``, both ``(n, k)``, nearest first; scores are
         the ``s`` above in the input precision (not yet distances).
     """
-    tile = HOST_TILE if tile is None else _check_positive_int(tile, "tile")
-    num_threads = host_threads() if num_threads is None else _check_positive_int(num_threads, "num_threads")
+    tile = HOST_TILE if tile is None else check_positive_int(tile, "tile")
+    num_threads = host_threads() if num_threads is None else check_positive_int(num_threads, "num_threads")
     symmetric = references is None
     if metric == "cosine":
         queries = _unit_rows(queries)
