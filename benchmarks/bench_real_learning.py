@@ -16,7 +16,16 @@ Recall@1 on the unseen classes, the training loss next to its trivial value
 the backbone's pooled features that are zero on every unseen image ("dead").
 The frozen backbone's Recall@1 (pooled ImageNet features) is printed first.
 
+``--train head`` instead keeps the backbone frozen whole (inference mode,
+never trained): its pooled features are computed once per image (the image
+and, with ``--train_views 2``, its mirror image; no crop) and only the head is
+trained, with the same optimizer; R@1, MAP@R and NMI on the unseen classes,
+untrained head vs trained, per seed (``--seeds``; a seed gives both losses
+the same head initialisation and batches).
+
     .venv/bin/python benchmarks/bench_real_learning.py --size 96 --steps 150 --classes_per_batch 16
+    .venv/bin/python benchmarks/bench_real_learning.py --train head --size 224 --eval_images_per_class 0 \
+        --classes_per_batch 32 --steps 2000 --eval_every 250 --seeds 0,1,2
 
 Images are decoded and resized once (bilinear) and held in memory as uint8.
 Figures: docs/reproduction.md ("Training that learns on real images").
