@@ -70,7 +70,12 @@ def main():
     parser.add_argument("--embed_batch_size", type=int, default=256)
     parser.add_argument("--input_size", type=int, default=227)
     parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"])
+    parser.add_argument("--knn_precision", default="float32", choices=["float32", "bfloat16", "tensorfloat32"],
+                        help="exact source: product precision of the candidate search (exact float32 re-rank)")
     args = parser.parse_args()
+    if args.knn_precision != "float32" and args.source != "exact":
+        parser.error("--knn_precision applies to --source exact")
+    knn_options = {"precision": args.knn_precision} if args.knn_precision != "float32" else {}
 
     keras.mixed_precision.set_global_policy(args.precision)
     keras.utils.set_random_seed(0)
@@ -88,7 +93,8 @@ def main():
     neighbour_lists(clustered_embeddings(300, 10, 64, seed=1)[0], 5, source=args.source)
 
     print(f"backend={keras.backend.backend()} device={_device_name()} precision={args.precision} "
-          f"source={args.source} k={args.k} triplets/batch={t} input={args.input_size}")
+          f"source={args.source} knn_precision={args.knn_precision} k={args.k} triplets/batch={t} "
+          f"input={args.input_size}")
     for n in args.sizes:
         steps = math.ceil(n / t)
         start = time.perf_counter()
@@ -99,10 +105,10 @@ def main():
         embed = time.perf_counter() - start
         x, labels = clustered_embeddings(n, CLASSES.get(n, max(2, n // 5)), 64)
         start = time.perf_counter()
-        neighbour_lists(x, args.k, source=args.source)  # first call at this size: includes XLA compilation
+        neighbour_lists(x, args.k, source=args.source, **knn_options)  # first call at this size: XLA compilation
         first_neighbours = time.perf_counter() - start
         start = time.perf_counter()
-        indices, distances = neighbour_lists(x, args.k, source=args.source)
+        indices, distances = neighbour_lists(x, args.k, source=args.source, **knn_options)
         neighbours = time.perf_counter() - start
         start = time.perf_counter()
         epoch_triplets(indices, distances, labels, kappa=4.0, num_batches=steps, triplets_per_batch=t,
