@@ -70,9 +70,11 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", default=None,
                         help="comma list of seeds for --train head (default: --seed); each seed gives both losses "
                              "the same head initialisation and the same batches")  # fmt: skip
-    parser.add_argument("--train", default="finetune", choices=("finetune", "head"),
+    parser.add_argument("--train", default="finetune", choices=("finetune", "head", "last_block"),
                         help="finetune: the whole model (--batchnorm modes); head: the frozen backbone in inference "
-                             "mode, its pooled features computed once, only the embedding head trained")  # fmt: skip
+                             "mode, its pooled features computed once, only the embedding head trained; last_block: "
+                             "the backbone up to block 15 frozen (its outputs computed once), block 16 + Conv_1 + "
+                             "the head trained (--batchnorm modes)")  # fmt: skip
     parser.add_argument("--train_views", type=int, default=2, choices=(1, 2),
                         help="--train head: 1 = each train image as is, 2 = also its mirror image (a random one of "
                              "the two per image and step)")  # fmt: skip
@@ -240,35 +242,58 @@ def run(args, loss_name, batchnorm, train_images, train_labels, unseen_images, u
     return rows
 
 
-def pooled_features(args, train_index, unseen_index):
-    """The frozen backbone's pooled features: train ``(views, n, 1280)`` (view 1: mirrored) and unseen ``(n, 1280)``.
+# MobileNetV2's last block, Conv_1 and pooling (a chain: block 16 has no residual); --train last_block trains them.
+LAST_BLOCK = ("block_16_expand", "block_16_expand_BN", "block_16_expand_relu", "block_16_depthwise",
+              "block_16_depthwise_BN", "block_16_depthwise_relu", "block_16_project", "block_16_project_BN",
+              "Conv_1", "Conv_1_bn", "out_relu", "global_average_pooling2d")  # fmt: skip
 
-    The backbone runs in inference mode (batch norm on its ImageNet
-    statistics) and is never trained, so its features cannot collapse.
+
+def pooled_features(args, train_index, unseen_index):
+    """The frozen backbone's outputs: train ``(views, n, ...)`` (view 1: mirrored) and unseen ``(n, ...)``.
+
+    Pooled ``(1280,)`` features, or for ``--train last_block`` the input of
+    block 16 ``(7, 7, 160)`` at 224 px. The backbone runs in inference mode
+    (batch norm on its ImageNet statistics) and is never trained, so these
+    features cannot collapse.
     """
+    import keras
+
+    cut = LAST_BLOCK[0] if args.train == "last_block" else ""
     if args.features_cache and os.path.exists(args.features_cache):
         cached = np.load(args.features_cache)
-        if cached["size"] == args.size and len(cached["train"]) >= args.train_views:
+        if cached["size"] == args.size and str(cached.get("cut", "")) == cut and len(cached["train"]) >= args.train_views:
             return cached["train"][: args.train_views], cached["unseen"]
     train_images, unseen_images = load_split(args, train_index, unseen_index)
     _, _, features = build(args, "train", args.seed)
+    if cut:
+        backbone = next(layer for layer in features.layers if isinstance(layer, keras.Model))
+        features = keras.Model(backbone.inputs, backbone.get_layer(cut).input)
     train = np.stack([embed(features, train_images[:, :, ::step]) for step in (1, -1)[: args.train_views]])
     unseen = embed(features, unseen_images)
     if args.features_cache:
-        np.savez(args.features_cache, train=train, unseen=unseen, size=args.size)
+        np.savez(args.features_cache, train=train, unseen=unseen, size=args.size, cut=cut)
     return train, unseen
 
 
-def build_head(args, in_dim, seed):
-    """A Glorot ``EmbeddingHead`` on pooled features with the ``official`` optimizer of :func:`build`."""
+def build_head(args, in_shape, seed, batchnorm):
+    """A Glorot ``EmbeddingHead`` on the features (after a fresh ImageNet ``LAST_BLOCK`` for ``--train
+    last_block``, its batch norm frozen or training) with the ``official`` optimizer of :func:`build`."""
     import keras
 
     from symm_keras.models.embedding import EmbeddingHead
     from symm_keras.optimizers import StaircaseDecay, with_coupled_decay
 
+    inputs = x = keras.Input(in_shape)
+    if args.train == "last_block":
+        _, _, features = build(args, "train", seed)
+        backbone = next(layer for layer in features.layers if isinstance(layer, keras.Model))
+        for name in LAST_BLOCK:
+            layer = backbone.get_layer(name)
+            if isinstance(layer, keras.layers.BatchNormalization) and batchnorm == "frozen":
+                layer.trainable = False
+            x = layer(x)
     keras.utils.set_random_seed(seed)
-    inputs = keras.Input((in_dim,))
-    model = keras.Model(inputs, EmbeddingHead(args.embedding_dim)(inputs))
+    model = keras.Model(inputs, EmbeddingHead(args.embedding_dim)(x))
     if args.head_init_scale != 1.0:
         model.get_layer("embedding_head").kernel.assign(model.get_layer("embedding_head").kernel * args.head_init_scale)
     schedule = StaircaseDecay(args.lr, 5000, 0.5, stop_step=15000, stop_value=args.lr / 10)
@@ -284,21 +309,23 @@ def metrics(embeddings, labels, full):
     return {k: result[k] for k in (("recall@1", "map@r", "nmi") if full else ("recall@1",))}
 
 
-def run_head(args, loss_name, seed, train_features, train_labels, unseen_features, unseen_labels):
-    """Train the head alone; R@1 on the unseen classes every ``--eval_every`` steps, MAP@R and NMI at 0 and the end."""
-    model, optimizer = build_head(args, train_features.shape[-1], seed)
+def run_head(args, loss_name, seed, batchnorm, train_features, train_labels, unseen_features, unseen_labels):
+    """Train the head (and last block); R@1 on the unseen classes every ``--eval_every`` steps, MAP@R and NMI at 0
+    and the end."""
+    model, optimizer = build_head(args, train_features.shape[2:], seed, batchnorm)
     model.compile(optimizer=optimizer, loss=loss_object(loss_name))
     batches = FeatureBatches(train_features, train_labels, args.classes_per_batch, seed + 1)
     rows, losses, start = [], [], time.perf_counter()
 
     def evaluate(step, full):
-        emb = model.predict_on_batch(unseen_features)
+        emb = np.concatenate([model.predict_on_batch(unseen_features[i : i + 512])
+                              for i in range(0, len(unseen_features), 512)])  # fmt: skip
         row = {"step": step, **metrics(emb, unseen_labels, full),
                "mean_norm": float(np.mean(np.linalg.norm(emb, axis=1))),
                "loss": float(np.mean(losses[-50:])) if losses else None}  # fmt: skip
         rows.append(row)
         extra = f"MAP@R {100 * row['map@r']:5.2f}  NMI {100 * row['nmi']:5.2f}  " if full else ""
-        print(f"  {loss_name:10s} seed {seed} step {step:5d}: R@1 {100 * row['recall@1']:5.2f}  {extra}"
+        print(f"  {loss_name:10s} seed {seed}{'' if batchnorm is None else ' bn=' + batchnorm} step {step:5d}: R@1 {100 * row['recall@1']:5.2f}  {extra}"
               f"loss {'-' if row['loss'] is None else format(row['loss'], '.3f')} "
               f"(log P = {math.log(args.classes_per_batch):.3f})  mean |e| {row['mean_norm']:.3g}  "
               f"[{time.perf_counter() - start:.0f} s]", flush=True)  # fmt: skip
@@ -317,18 +344,21 @@ def run_head(args, loss_name, seed, train_features, train_labels, unseen_feature
 def main_head(args, train_index, unseen_index):
     t = time.perf_counter()
     train_features, unseen_features = pooled_features(args, train_index, unseen_index)
-    print(f"pooled features {train_features.shape} / {unseen_features.shape} in {time.perf_counter() - t:.0f} s; "
-          f"frozen backbone (pooled features): "
-          f"{metrics(unseen_features, unseen_index.labels, True)}", flush=True)  # fmt: skip
+    print(f"backbone features {train_features.shape} / {unseen_features.shape} in {time.perf_counter() - t:.0f} s",
+          flush=True)  # fmt: skip
+    if args.train == "head":
+        print(f"frozen backbone (pooled features): {metrics(unseen_features, unseen_index.labels, True)}", flush=True)
     results = {}
     for seed in args.seeds:
         for loss_name in args.losses.split(","):
-            results[(loss_name, seed)] = run_head(args, loss_name, seed, train_features, train_index.labels,
-                                                  unseen_features, unseen_index.labels)  # fmt: skip
-    print("\nsummary (frozen backbone, head trained): unseen classes 50-98, untrained head -> last evaluation")
-    for (loss_name, seed), rows in results.items():
+            for batchnorm in args.batchnorm.split(",") if args.train == "last_block" else [None]:
+                results[(loss_name, seed, batchnorm)] = run_head(
+                    args, loss_name, seed, batchnorm, train_features, train_index.labels, unseen_features,
+                    unseen_index.labels)  # fmt: skip
+    print(f"\nsummary (--train {args.train}): unseen classes 50-98, untrained -> last evaluation")
+    for (loss_name, seed, batchnorm), rows in results.items():
         first, last = rows[0], rows[-1]
-        print(f"  {loss_name:10s} seed {seed}: " + "  ".join(
+        print(f"  {loss_name:10s} seed {seed} bn={batchnorm}: " + "  ".join(
             f"{k} {100 * first[k]:5.2f} -> {100 * last[k]:5.2f}" for k in ("recall@1", "map@r", "nmi")))  # fmt: skip
     return results
 
@@ -339,7 +369,7 @@ def main(argv=None):
 
     print(f"keras {keras.__version__} ({keras.backend.backend()}), {os.cpu_count()} CPUs; {args}", flush=True)
     train_index, unseen_index = split(args)
-    if args.train == "head":
+    if args.train in ("head", "last_block"):
         main_head(args, train_index, unseen_index)
         return 0
     train_images, unseen_images = load_split(args, train_index, unseen_index)

@@ -46,7 +46,7 @@ def test_head_training_beats_the_untrained_head_on_unseen_cars196(mobilenet_weig
     args = bench.parse_args(["--data", str(CARS), "--weights", str(mobilenet_weights_path), "--train", "head",
                              "--seeds", "0", *SETTINGS])  # fmt: skip
     results = bench.main_head(args, *bench.split(args))
-    for (loss_name, _), rows in results.items():
+    for (loss_name, *_), rows in results.items():
         untrained, trained = rows[0], rows[-1]
         assert trained["recall@1"] > untrained["recall@1"] + R1_MARGIN, f"{loss_name}: {untrained} -> {trained}"
         assert trained["map@r"] > untrained["map@r"] + MAP_R_MARGIN, f"{loss_name}: {untrained} -> {trained}"
