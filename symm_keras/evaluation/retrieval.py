@@ -99,26 +99,28 @@ def _relevance_numpy(scores, start, codes, r_max):
 _DEVICE_PASSES = {}
 
 
-def _device_relevance_block(queries, start, references_t, bias, codes, block_size, r_max):
+def _device_relevance_block(queries, start, references_t, bias, codes, order, first, sizes, block_size, r_max, width):
     """``(rel, first_hit)`` of one block of queries, the query excluded by index (compiled; see
-    :func:`neighbour_relevance`): ``first_hit = #{j ≠ q: S_qj > S_qp*} + #{j ≠ q, j < p*: S_qj = S_qp*}``
-    with ``p*`` the lowest-index best same-class item (``n − 1`` when there is none)."""
+    :func:`neighbour_relevance`). The best same-class item ``p*`` (lowest index among equals) is
+    found among the query's class members, listed as in :class:`_ClassMembers`."""
     block = ops.slice(queries, [start, 0], [block_size, queries.shape[1]])
     scores = ops.matmul(block, references_t)
     if bias is not None:  # euclidean: 2 q·y − ‖y‖²
         scores = 2.0 * scores - bias
     n = scores.shape[1]
-    query_index = ops.arange(block_size, dtype="int32") + start
+    query_index = ops.expand_dims(ops.arange(block_size, dtype="int32") + start, 1)
     columns = ops.expand_dims(ops.arange(n, dtype="int32"), 0)
-    is_self = ops.expand_dims(query_index, 1) == columns
-    query_codes = ops.expand_dims(ops.take(codes, ops.minimum(query_index, n - 1), axis=0), 1)  # padded rows: clamped
-    positive = ops.logical_and(ops.equal(ops.take(codes, columns[0], axis=0)[None, :], query_codes),
-                               ops.logical_not(is_self))
-    scores = ops.where(is_self, float("-inf"), scores)
-    best = ops.max(ops.where(positive, scores, float("-inf")), axis=1, keepdims=True)
-    best_column = ops.min(ops.where(ops.logical_and(positive, scores == best), columns, n), axis=1, keepdims=True)
-    ahead = ops.logical_or(scores > best, ops.logical_and(ops.logical_and(scores == best, columns < best_column),
-                                                          ops.logical_not(is_self)))
+    scores = ops.where(query_index == columns, float("-inf"), scores)
+    query_codes = ops.take(codes, ops.minimum(query_index, n - 1), axis=0)  # (b, 1); padded rows clamped
+    slots = ops.expand_dims(ops.arange(width, dtype="int32"), 0)
+    class_sizes = ops.take(sizes, query_codes, axis=0)
+    members = ops.take(order, ops.take(first, query_codes, axis=0) + ops.minimum(slots, class_sizes - 1), axis=0)
+    valid = ops.logical_and(slots < class_sizes, members != query_index)
+    member_scores = ops.where(valid, ops.take_along_axis(scores, members, axis=1), float("-inf"))
+    best = ops.max(member_scores, axis=1, keepdims=True)
+    best_column = ops.min(ops.where(ops.logical_and(valid, member_scores == best), members, n), axis=1, keepdims=True)
+    # Singletons (best = −inf) also count their own −inf score: neighbour_relevance resets them to n − 1.
+    ahead = ops.logical_or(scores > best, ops.logical_and(scores == best, columns < best_column))
     first_hit = ops.sum(ops.cast(ahead, "int32"), axis=1)
     if r_max == 0:
         return ops.zeros((block_size, 0), dtype="bool"), first_hit
@@ -140,7 +142,7 @@ def _device_pass():
                 with jax.default_matmul_precision("highest"):
                     return _device_relevance_block(*args, **kwargs)
 
-            relevance_block = jax.jit(full_precision, static_argnames=("block_size", "r_max"))
+            relevance_block = jax.jit(full_precision, static_argnames=("block_size", "r_max", "width"))
         elif backend == "tensorflow":
             import tensorflow as tf
 
@@ -149,7 +151,7 @@ def _device_pass():
     return _DEVICE_PASSES[backend]
 
 
-def _device_relevance(embeddings, label_codes, r_max, metric, block_size):
+def _device_relevance(embeddings, label_codes, class_sizes, r_max, metric, block_size):
     """``(first_hit, relevance)`` on the Keras backend: one compiled call per block, one host copy at the end."""
     num_items = embeddings.shape[0]
     queries, references_t, bias = device_operands(embeddings, None, check_metric(metric))
@@ -158,12 +160,14 @@ def _device_relevance(embeddings, label_codes, r_max, metric, block_size):
     block_size = check_positive_int(block_size, "block_size")
     if -num_items % block_size:
         queries = ops.pad(queries, [[0, -num_items % block_size], [0, 0]])
-    codes = ops.convert_to_tensor(label_codes.astype(np.int32))
+    classes = _ClassMembers(label_codes, class_sizes)
+    codes, order, first, sizes = (ops.convert_to_tensor(np.asarray(a, dtype=np.int32))
+                                  for a in (label_codes, classes.order, classes.first, classes.sizes))
     relevance_block = _device_pass()
     relevance, first_hit = [], []
     for start in range(0, num_items, block_size):
         rel, hits = relevance_block(queries, ops.convert_to_tensor(start, "int32"), references_t, bias, codes,
-                                    block_size=block_size, r_max=r_max)
+                                    order, first, sizes, block_size=block_size, r_max=r_max, width=classes.width)
         relevance.append(rel)
         first_hit.append(hits)
     relevance = np.asarray(ops.convert_to_numpy(ops.concatenate(relevance)))[:num_items].astype(bool)
@@ -214,7 +218,7 @@ def neighbour_relevance(embeddings, label_codes, class_sizes, metric="cosine", b
     r_max = int(min(num_items - 1, num_relevant.max()))
     if backend == "keras":
         embeddings = check_embeddings(embeddings)
-        first_hit, relevance = _device_relevance(embeddings, label_codes, r_max, metric, block_size)
+        first_hit, relevance = _device_relevance(embeddings, label_codes, class_sizes, r_max, metric, block_size)
         first_hit[num_relevant == 0] = num_items - 1
         return NeighbourRelevance(first_hit, relevance, num_relevant, num_items - 1)
     members = _ClassMembers(label_codes, class_sizes)
