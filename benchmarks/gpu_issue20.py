@@ -233,7 +233,7 @@ def part_sweep(args, deadline):
             seconds = warm_seconds(lambda r=rows, p=precision: exact_knn(mining_x, 30, metric="squared_euclidean",
                                                                          backend="keras", block_size=r, precision=p))
             say(f"  exact_knn {mining_x.shape[0]} x 64 k=30 {precision:13s} block_size {rows:6d}: {seconds:.3f} s")
-    # The relevance pass's top-k (k = max R + 1) of one score block: whole-row top_k vs the two-stage one.
+    # The relevance pass's top-k (k = R_max) of one score block, eager: whole-row top_k vs the two-stage one.
     scores = keras.ops.convert_to_tensor(np.random.default_rng(0).random((default, x.shape[0]), dtype=np.float32))
     for chunk in (1, 64):
         seconds = warm_seconds(lambda c=chunk: keras.ops.convert_to_numpy(top_k(scores, args.relevance_k, chunk=c)[0]))
@@ -252,7 +252,9 @@ def small_backbone(size):
 def backbone(args):
     from symm_keras.models import build_backbone
 
-    return small_backbone(args.input_size) if args.tiny else build_backbone("googlenet_caffe", input_size=args.input_size)
+    if args.tiny:
+        return small_backbone(args.input_size)
+    return build_backbone("googlenet_caffe", input_size=args.input_size)
 
 
 def part_mining(args, deadline):
@@ -333,8 +335,9 @@ def part_step(args, deadline):
     median = rounds({"backbone": lambda: time_steps(alone, x, y, args.steps),
                      "full": lambda: time_steps(full, x, y, args.steps)}, args.rounds, deadline)
     ratio = median["backbone"] / median["full"]  # images/s ratio = inverse time ratio
-    say(f"  backbone {args.steps * batch / median['backbone']:.0f} img/s, full {args.steps * batch / median['full']:.0f} "
-        f"img/s (medians); full / backbone = {ratio:.3f}")
+    images = args.steps * batch
+    say(f"  backbone {images / median['backbone']:.0f} img/s, full {images / median['full']:.0f} img/s (medians); "
+        f"full / backbone = {ratio:.3f}")
     goal("full / backbone-only step", ratio, 0.97, larger_is_better=True)
 
 
@@ -376,7 +379,7 @@ def main():
         args.eval_items, args.eval_classes, args.eval_dim = SOP_TEST, SOP_TEST_CLASSES, 512
         args.mining_items, args.triplets_per_batch, args.embed_batch_size = SOP_TRAIN, 40, 256
         args.input_size, args.step_batch, args.embedding_dim, args.steps = 227, 128, 512, 15
-        args.relevance_k, default_blocks = 15, [2048, 8192]  # R_max + 1: sop_like's largest class has 15 items
+        args.relevance_k, default_blocks = 14, [2048, 8192]  # R_max: sop_like's largest class has 15 items
     if args.block_sizes is None:
         args.block_sizes = default_blocks
     for name, value in overrides.items():
