@@ -21,7 +21,10 @@ never trained): its pooled features are computed once per image (the image
 and, with ``--train_views 2``, its mirror image; no crop) and only the head is
 trained, with the same optimizer; R@1, MAP@R and NMI on the unseen classes,
 untrained head vs trained, per seed (``--seeds``; a seed gives both losses
-the same head initialisation and batches).
+the same head initialisation and batches). ``--train last_block`` freezes the
+backbone up to block 15 the same way (its ``7 × 7 × 160`` outputs computed
+once) and trains block 16, ``Conv_1`` and the head, with each ``--batchnorm``
+mode in those layers.
 
     .venv/bin/python benchmarks/bench_real_learning.py --size 96 --steps 150 --classes_per_batch 16
     .venv/bin/python benchmarks/bench_real_learning.py --train head --size 224 --eval_images_per_class 0 \
@@ -242,10 +245,11 @@ def run(args, loss_name, batchnorm, train_images, train_labels, unseen_images, u
     return rows
 
 
-# MobileNetV2's last block, Conv_1 and pooling (a chain: block 16 has no residual); --train last_block trains them.
+# MobileNetV2's last block and Conv_1 (a chain: block 16 has no residual), then the backbone's pooling layer;
+# --train last_block trains them.
 LAST_BLOCK = ("block_16_expand", "block_16_expand_BN", "block_16_expand_relu", "block_16_depthwise",
               "block_16_depthwise_BN", "block_16_depthwise_relu", "block_16_project", "block_16_project_BN",
-              "Conv_1", "Conv_1_bn", "out_relu", "global_average_pooling2d")  # fmt: skip
+              "Conv_1", "Conv_1_bn", "out_relu")  # fmt: skip
 
 
 def pooled_features(args, train_index, unseen_index):
@@ -287,8 +291,7 @@ def build_head(args, in_shape, seed, batchnorm):
     if args.train == "last_block":
         _, _, features = build(args, "train", seed)
         backbone = next(layer for layer in features.layers if isinstance(layer, keras.Model))
-        for name in LAST_BLOCK:
-            layer = backbone.get_layer(name)
+        for layer in [backbone.get_layer(name) for name in LAST_BLOCK] + [backbone.layers[-1]]:
             if isinstance(layer, keras.layers.BatchNormalization) and batchnorm == "frozen":
                 layer.trainable = False
             x = layer(x)
