@@ -1,4 +1,5 @@
-"""Backend-neutral helpers for the loss tests: gradients and float64 on JAX."""
+"""Backend-neutral helpers for the loss tests: gradients, float64 on JAX, and the
+dtype (and tolerance) a backend really computes float64 inputs in."""
 
 import contextlib
 
@@ -58,6 +59,27 @@ def float64_enabled():
             yield
     else:
         yield
+
+
+def computed_dtype(dtype):
+    """The float dtype the active backend computes ``dtype`` inputs in, here and now.
+
+    TensorFlow keeps float64; Keras's torch backend, and JAX outside
+    :func:`float64_enabled`, promote float64 operands to float32 (Keras's
+    ``result_type`` rule), so a float64 test there measures float32 arithmetic.
+    Probed with the matrix product every pairwise loss starts from.
+    """
+    x = ops.ones((1, 1), dtype=dtype)
+    return keras.backend.standardize_dtype(ops.matmul(x, x).dtype)
+
+
+def computed_tolerance(dtype, float32, float64):
+    """``float64`` if the backend really computes ``dtype`` inputs in float64, else ``float32``.
+
+    Each test passes the tolerances its own conditioning needs; only the choice
+    between them lives here (see :func:`computed_dtype`).
+    """
+    return float64 if computed_dtype(dtype) == "float64" else float32
 
 
 def to_numpy(x):

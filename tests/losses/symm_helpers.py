@@ -4,6 +4,8 @@ import keras
 import numpy as np
 import pytest
 
+from tests.losses.autodiff import value_and_gradient
+
 
 def pk_batch(rng, classes, dim, kind="random", shuffle=True):
     """A P×2 batch: labels (2P,) and embeddings (2P, dim) as float64 numpy."""
@@ -25,22 +27,8 @@ def pk_batch(rng, classes, dim, kind="random", shuffle=True):
 
 
 def value_and_grad(fn, x):
-    """``(fn(x), dfn/dx)`` as numpy on the current Keras backend."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        xt = tf.convert_to_tensor(x)
-        with tf.GradientTape() as tape:
-            tape.watch(xt)
-            value = fn(xt)
-        return np.asarray(value), np.asarray(tf.convert_to_tensor(tape.gradient(value, xt)))
-    if backend == "jax":
-        import jax
-
-        value, grad = jax.value_and_grad(fn)(x)
-        return np.asarray(value), np.asarray(grad)
-    pytest.skip(f"gradient helper covers tensorflow and jax, not {backend}")
+    """``(fn(x), dfn/dx)`` as numpy on the current Keras backend, in ``x``'s dtype."""
+    return value_and_gradient(fn, x, dtype=str(np.asarray(x).dtype))
 
 
 def jit(fn):

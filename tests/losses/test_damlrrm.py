@@ -15,6 +15,7 @@ from symm_keras.losses.damlrrm import (
     damlrrm_shuffled_loss,
 )
 from symm_keras.metrics.damlrrm_parts import DAMLRRMLossPart, damlrrm_metrics
+from tests.losses.autodiff import computed_dtype, computed_tolerance, value_and_gradient
 
 # ---------------------------------------------------------------- numpy oracle
 
@@ -109,9 +110,9 @@ def _jit(fn, *args, **kwargs):
     return jax.jit(lambda *a: fn(*a, **kwargs))(*args)
 
 
-def _rtol(x):
-    """Tolerance for the dtype actually computed (JAX without x64 runs float64 in float32)."""
-    return 1e-4 if _np(x).dtype == np.float32 else 1e-9
+def _rtol():
+    """Tolerance for float64 input in the dtype the backend really computes it in."""
+    return computed_tolerance("float64", float32=1e-4, float64=1e-9)
 
 
 # ---------------------------------------------------------------- values
@@ -130,9 +131,8 @@ def test_matches_loop_oracle(rng, dtype, terms, positive_pairs):
     )
     loss, l_g, l_s, p_g, p_s, mean_edge = _oracle(labels, emb, 30.0, 0.5, 12, terms, positive_pairs)
     out_dtype = _np(parts["loss"]).dtype
-    # JAX without x64 computes float64 input in float32.
-    assert out_dtype == np.dtype(dtype) or (keras.backend.backend() == "jax" and out_dtype == np.float32)
-    rtol = 1e-4 if out_dtype == np.float32 else 1e-10
+    assert out_dtype in (np.dtype(dtype), np.dtype(computed_dtype(dtype)))  # torch may hand float32 back as float64
+    rtol = computed_tolerance(dtype, float32=1e-4, float64=1e-10)
     assert p_g + p_s > 0 and (terms == "shuffled" or l_g > 0)
     np.testing.assert_allclose(_np(parts["loss"]), loss, rtol=rtol)
     np.testing.assert_allclose(_np(parts["graph_loss"]), l_g, rtol=rtol)
@@ -147,7 +147,7 @@ def test_matches_oracle_random_layouts(seed):
     m, k, shuffled = [(12, 5, 60), (5, 3, 7), (2, 2, 1)][seed]
     labels, emb = _batch(rng, m=m, k=k, shuffled=shuffled, classes=m + 6, scale=float(rng.uniform(5, 20)))
     value = _jit(damlrrm_loss, labels, emb, neat_size=m * k, images_per_class=k)
-    np.testing.assert_allclose(_np(value), _oracle(labels, emb, 30.0, 0.5, m * k)[0], rtol=_rtol(value))
+    np.testing.assert_allclose(_np(value), _oracle(labels, emb, 30.0, 0.5, m * k)[0], rtol=_rtol())
 
 
 def test_golden_value_by_hand():
@@ -177,17 +177,8 @@ def test_tree_is_looser_than_all_pairs(rng):
 
 
 def _gradient(labels, emb, **kwargs):
-    if keras.backend.backend() == "jax":
-        import jax
-
-        return np.asarray(jax.jit(jax.grad(lambda e: damlrrm_loss(labels, e, **kwargs)))(emb))
-    import tensorflow as tf
-
-    emb = tf.constant(emb)
-    with tf.GradientTape() as tape:
-        tape.watch(emb)
-        value = damlrrm_loss(labels, emb, **kwargs)
-    return tape.gradient(value, emb).numpy()
+    compiled = keras.backend.backend() == "jax"  # JAX's op-by-op eager mode is slow
+    return value_and_gradient(lambda e: damlrrm_loss(labels, e, **kwargs), emb, "float64", compiled=compiled)[1]
 
 
 def test_gradients_finite_and_match_oracle_finite_differences(rng):
@@ -200,7 +191,7 @@ def test_gradients_finite_and_match_oracle_finite_differences(rng):
         plus[idx] += eps
         minus[idx] -= eps
         numeric = (_oracle(labels, plus, 30.0, 0.5, 9)[0] - _oracle(labels, minus, 30.0, 0.5, 9)[0]) / (2 * eps)
-        np.testing.assert_allclose(grad[idx], numeric, rtol=_rtol(grad) * 10, atol=1e-5)
+        np.testing.assert_allclose(grad[idx], numeric, rtol=_rtol() * 10, atol=1e-5)
 
 
 def test_singleton_and_unseen_classes_in_shuffled_stream(rng):

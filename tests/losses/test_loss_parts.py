@@ -23,7 +23,7 @@ from symm_keras.losses import (
 )
 from symm_keras.metrics import DAMLRRMLossPart, LossPart, loss_part_metrics
 from tests.losses import oracles, symm_oracles
-from tests.losses.autodiff import float64_enabled, to_numpy, value_and_gradient
+from tests.losses.autodiff import computed_tolerance, float64_enabled, to_numpy, value_and_gradient
 from tests.losses.discovery import discover_losses, images_per_class
 from tests.losses.toy_data import clustered_embeddings, pk_labels
 
@@ -57,7 +57,7 @@ def _parts(loss, labels, x, dtype="float32"):
 def _check_composition(loss, labels, x, dtype):
     value, parts = _run(lambda e: (loss(labels, e), loss.parts(labels, e)), x, dtype)  # one trace on JAX
     value, parts = float(to_numpy(value)), _values(parts)
-    tol = 1e-6 if dtype == "float32" else 1e-12
+    tol = computed_tolerance(dtype, float32=1e-6, float64=1e-12)
     assert set(parts) == {"loss", *loss.part_names}
     assert parts["loss"] == pytest.approx(value, rel=tol, abs=tol)
     assert sum(parts[s] for s in loss.summands) == pytest.approx(value, rel=tol, abs=tol)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from symm_keras.losses.multi_similarity import MultiSimilarityLoss, multi_similarity_loss
-from tests.losses.autodiff import float64_enabled, to_numpy, value_and_gradient
+from tests.losses.autodiff import computed_tolerance, float64_enabled, to_numpy, value_and_gradient
 
 
 def ms_oracle(labels, x, positive_scale=2.0, negative_scale=50.0, base=1.0, epsilon=0.1, mining=True):
@@ -46,7 +46,7 @@ def test_matches_loop_oracle(kwargs, dtype, rng):
     expected = ms_oracle(labels, x, **kwargs)
     with float64_enabled():
         got = float(to_numpy(multi_similarity_loss(labels, x.astype(dtype), **kwargs)))
-        rtol = 1e-10 if dtype == "float64" else 1e-5
+        rtol = computed_tolerance(dtype, float32=1e-5, float64=1e-10)
         np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol)
         # The class gives the same value; its per-sample values average to it.
         loss = MultiSimilarityLoss(dtype=dtype, **kwargs)

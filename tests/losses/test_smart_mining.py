@@ -15,6 +15,7 @@ from symm_keras.losses.smart_mining import (
     smart_mining_loss,
     triplet_training_error,
 )
+from tests.losses.autodiff import computed_tolerance, value_and_gradient
 
 
 def triplet_batch(rng, t=6, dim=5, dtype="float32"):
@@ -55,8 +56,7 @@ def global_oracle(y, x, margin=0.01, lam=1.0):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_ratio_and_global_match_loop_oracles(rng, dtype):
     y, x = triplet_batch(rng, dtype=dtype)
-    computed = keras.backend.standardize_dtype(ratio_triplet_loss(y, x).dtype)
-    tol = 1e-10 if computed == "float64" else 1e-5  # JAX without x64 computes in float32
+    tol = computed_tolerance(dtype, float32=1e-5, float64=1e-10)
     np.testing.assert_allclose(ops.convert_to_numpy(ratio_triplet_loss(y, x)), ratio_oracle(y, x), rtol=tol)
     np.testing.assert_allclose(ops.convert_to_numpy(ratio_triplet_loss(y, x, margin=0.5)),
                                ratio_oracle(y, x, 0.5), rtol=tol)
@@ -109,8 +109,7 @@ def test_no_nan_and_finite_gradients_for_degenerate_input(fn):
 def test_gradient_matches_finite_differences(rng):
     y, x = triplet_batch(rng, t=3, dim=4, dtype="float64")
     _, grad = _value_and_grad(smart_mining_loss, y, x)
-    double = keras.backend.standardize_dtype(smart_mining_loss(y, x).dtype) == "float64"
-    eps, rtol, atol = (1e-6, 1e-4, 1e-7) if double else (1e-2, 2e-2, 2e-3)
+    eps, rtol, atol = computed_tolerance("float64", float32=(1e-2, 2e-2, 2e-3), float64=(1e-6, 1e-4, 1e-7))
     for (i, j) in [(0, 0), (4, 2), (8, 3)]:
         xp, xm = x.copy(), x.copy()
         xp[i, j] += eps
@@ -120,20 +119,8 @@ def test_gradient_matches_finite_differences(rng):
 
 
 def _value_and_grad(fn, y, x):
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        xv = tf.Variable(x)
-        with tf.GradientTape() as tape:
-            value = fn(y, xv)
-        return float(value), tape.gradient(value, xv).numpy()
-    if backend == "jax":
-        import jax
-
-        value, grad = jax.value_and_grad(lambda v: fn(y, v))(x)
-        return float(value), np.asarray(grad)
-    pytest.skip(f"no gradient helper for backend {backend}")
+    value, grad = value_and_gradient(lambda v: fn(y, v), x, dtype=str(x.dtype))
+    return float(value), grad
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from symm_keras.losses import symm_contrastive, symm_multi_similarity, symm_semi
 from symm_keras.losses.npair import npair_loss
 from symm_keras.losses.triplet import triplet_loss
 from tests.losses import symm_oracles as oracle
+from tests.losses.autodiff import computed_tolerance, float64_enabled
 from tests.losses.symm_helpers import jit, pk_batch, value_and_grad
 
 # (name, vectorised functional form, oracle, kwargs)
@@ -58,26 +59,18 @@ SHAPES = [
 ]
 
 
-def skip_float64_without_x64(dtype):
-    if dtype == "float64" and keras.backend.backend() == "jax":
-        import jax
-
-        if not jax.config.jax_enable_x64:
-            pytest.skip("JAX runs without jax_enable_x64: float64 inputs compute in float32")
-
-
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("kind,classes,dim", SHAPES)
 def test_matches_loop_oracle(case, dtype, kind, classes, dim, rng):
-    skip_float64_without_x64(dtype)
     _, fn, ref, kwargs = case
     labels, x = pk_batch(rng, classes, dim, kind)
     if kind == "clustered" and fn in (symm_angular.symm_angular_loss, symm_npair.symm_npair_loss):
         x = x / 3.0  # keep softmax logits in a range float32 resolves to 1e-5
     expected = ref(labels, x, **kwargs)
-    got = float(fn(labels, x.astype(dtype), **kwargs))
-    tol = 1e-9 if dtype == "float64" else 2e-5
+    with float64_enabled():
+        got = float(fn(labels, x.astype(dtype), **kwargs))
+        tol = computed_tolerance(dtype, float32=2e-5, float64=1e-9)
     assert got == pytest.approx(expected, rel=tol, abs=tol)
 
 
