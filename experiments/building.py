@@ -1,5 +1,7 @@
 """The model and optimizer of a run, from its resolved config."""
 
+import warnings
+
 import keras
 
 from experiments.digits import mlp_embedding_model
@@ -22,9 +24,48 @@ def build_model(cfg, train_source, seed):
         model = models.build_embedding_model(backbone=cfg.backbone, embedding_dim=cfg.embedding_dim,
                                              l2_normalize=cfg.l2_normalize, weights=cfg.backbone_weights,
                                              input_size=cfg.input_size, **cfg.backbone_kwargs)  # fmt: skip
+    if cfg.freeze_backbone:
+        freeze_backbone(model)
+    elif cfg.freeze_batchnorm:
+        warn_if_collapse_prone(cfg)
     if cfg.freeze_batchnorm:
         freeze_batchnorm(model)
     return model
+
+
+def freeze_backbone(model):
+    """Make the backbone (the nested model of ``symm_keras.models.build_embedding_model``) non-trainable:
+    its weights stay and its batch norm runs in inference mode (Keras 3); only the head trains."""
+    backbones = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if len(backbones) != 1:
+        raise ValueError(f"freeze_backbone: expected one nested backbone model in {model.name}, found {len(backbones)}")
+    backbones[0].trainable = False
+    return backbones[0]
+
+
+class FrozenBatchNormCollapseWarning(UserWarning):
+    """Frozen batch norm + trained backbone + Adam + raw embeddings + softmax loss: measured to collapse."""
+
+
+def warn_if_collapse_prone(cfg):
+    """Warn (:class:`FrozenBatchNormCollapseWarning`) for the combination measured to collapse to the
+    trivial solution on real images (docs/reproduction.md): batch norm frozen while the backbone's
+    weights train under Adam on unnormalised embeddings with a softmax loss (N-pair, angular)."""
+    from experiments.callbacks import SOFTMAX_LOSS_METHODS
+
+    if cfg.backbone == "mlp" or cfg.l2_normalize or cfg.optimizer not in ("adam", "adamw"):
+        return
+    if cfg.method not in SOFTMAX_LOSS_METHODS:
+        return
+    warnings.warn(
+        f"--freeze_batchnorm with a trained {cfg.backbone} backbone, --optimizer {cfg.optimizer} (lr {cfg.lr:g}), "
+        f"unnormalised embeddings and the softmax loss of --method {cfg.method}: this combination was measured "
+        "to shrink every embedding to zero (loss -> log P, the trivial solution; docs/reproduction.md). The "
+        "trainer stops such a run (TrainingCollapsed). Train the head only (--freeze_backbone, measured to learn), "
+        "let batch norm train, or pass --l2_normalize.",
+        FrozenBatchNormCollapseWarning,
+        stacklevel=2,
+    )
 
 
 def freeze_batchnorm(model):

@@ -3,12 +3,13 @@
 The trainer puts them after the method's callbacks, in this order, so they
 see each batch after the method did::
 
-    StepCounter, ScalarLogger, PeriodicEvaluation, DivergenceGuard, StepCheckpoint
+    StepCounter, ScalarLogger, PeriodicEvaluation, DivergenceGuard, TrivialSolutionGuard, StepCheckpoint
 
 They share one :class:`StepCounter` (the global step: batches trained since
 the run began, across resumes and ``fit`` calls).
 """
 
+import math
 import signal
 import threading
 
@@ -20,6 +21,10 @@ from symm_keras.callbacks import RetrievalEvaluation
 
 class TrainingDiverged(RuntimeError):
     """A loss, gradient norm or weight became NaN or infinite; no checkpoint holds it."""
+
+
+class TrainingCollapsed(RuntimeError):
+    """The embeddings collapsed: a softmax loss sat at its trivial value ``log P`` while the norm vanished."""
 
 
 class TrainingInterrupted(RuntimeError):
@@ -156,6 +161,77 @@ class DivergenceGuard(keras.callbacks.Callback):
             f"training diverged at step {step}: {what}; no checkpoint holds it. "
             "Lower --lr, start from pretrained --backbone_weights, or train in float32."
         )
+
+
+#: methods whose loss is a softmax cross-entropy over the P classes of a batch (Symm eqs. 7–10): with
+#: every embedding equal (all zero) each row's logits are equal and the loss is its trivial value log P.
+SOFTMAX_LOSS_METHODS = ("npair", "symm_npair", "angular", "symm_angular")
+
+
+class TrivialSolutionGuard(keras.callbacks.Callback):
+    """Log the mean embedding norm (and the loss next to ``log P``) on a fixed probe batch; stop a collapse.
+
+    Every ``every`` global steps (and when training starts) the model embeds
+    ``probe = (x, y)`` (the run's first P×K batch) in inference mode and
+    writes ``embedding_norm`` (mean ‖e‖) and, when ``trivial_loss`` is given
+    (softmax losses: ``log P``), ``probe_loss`` (``loss(y, e)``) and
+    ``trivial_loss`` to TensorBoard's ``train`` run. A check is *collapsed*
+    when ``|probe_loss − log P| ≤ tolerance`` while the norm is below
+    ``norm_ratio`` × its value at the first check of this process; after
+    ``patience`` collapsed checks in a row :class:`TrainingCollapsed` stops
+    the run naming the step, the loss against ``log P`` and the norm ratio
+    (our choice: stop, not warn: no later step leaves the trivial solution,
+    docs/reproduction.md). Checkpoints written before stay.
+    """
+
+    def __init__(self, probe, loss, trivial_loss, writer, counter, every, tolerance=0.05, norm_ratio=0.1,
+                 patience=3):  # fmt: skip
+        super().__init__()
+        self.x, self.y = probe
+        self.loss, self.trivial_loss, self.writer, self.counter = loss, trivial_loss, writer, counter
+        self.every, self.tolerance, self.norm_ratio, self.patience = int(every), tolerance, norm_ratio, int(patience)
+        self.reference_norm, self.collapsed_checks, self.last = None, 0, None
+
+    def on_train_begin(self, logs=None):
+        if self.reference_norm is None:
+            self.check(self.counter.step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every and self.counter.step % self.every == 0:
+            self.check(self.counter.step)
+
+    def measure(self):
+        """``(mean embedding norm, loss or None)`` of the probe batch, in inference mode."""
+        embeddings = self.model(self.x, training=False)
+        norms = keras.ops.sqrt(keras.ops.sum(keras.ops.square(keras.ops.cast(embeddings, "float32")), axis=-1))
+        norm = float(keras.ops.convert_to_numpy(keras.ops.mean(norms)))
+        if self.trivial_loss is None:
+            return norm, None
+        return norm, float(keras.ops.convert_to_numpy(self.loss(self.y, keras.ops.cast(embeddings, "float32"))))
+
+    def check(self, step):
+        norm, loss = self.measure()
+        self.last = (step, norm, loss)
+        self.writer.scalar("embedding_norm", norm, step)
+        if self.reference_norm is None:
+            self.reference_norm = norm
+        if loss is None:
+            return
+        self.writer.scalar("probe_loss", loss, step)
+        self.writer.scalar("trivial_loss", self.trivial_loss, step)
+        ratio = norm / self.reference_norm if self.reference_norm > 0 else math.inf
+        if abs(loss - self.trivial_loss) <= self.tolerance and ratio < self.norm_ratio:
+            self.collapsed_checks += 1
+        else:
+            self.collapsed_checks = 0
+        if self.collapsed_checks >= self.patience:
+            raise TrainingCollapsed(
+                f"training collapsed to the trivial solution at step {step}: the loss on the probe batch is "
+                f"{loss:.4f} vs log P = {self.trivial_loss:.4f} and the mean embedding norm is {norm:.4g}, "
+                f"{ratio:.3g} of its {self.reference_norm:.4g} at the first check, for {self.patience} checks "
+                "in a row (every embedding near zero). See docs/reproduction.md: freeze the whole backbone "
+                "(--freeze_backbone), let batch norm train, lower --lr or use --l2_normalize."
+            )
 
 
 class InterruptRequest:

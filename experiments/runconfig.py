@@ -20,7 +20,7 @@ DATASETS = configs.DATASETS + ("digits",)
 CONFIG_FIELDS = (
     "backbone", "backbone_weights", "embedding_dim", "l2_normalize", "input_size",
     "classes_per_batch", "images_per_class", "optimizer", "lr", "momentum", "weight_decay",
-    "head_lr_multiplier", "freeze_batchnorm", "eval_every", "checkpoint_every",
+    "head_lr_multiplier", "freeze_batchnorm", "freeze_backbone", "eval_every", "checkpoint_every",
 )  # fmt: skip
 #: config fields that may change when a finished run is extended.
 LENGTH_FIELDS = ("steps", "epochs")
@@ -173,6 +173,11 @@ def validate_config(cfg):
             f"--method {cfg.method} uses the P×{info.images_per_class} layout; "
             f"got images_per_class={cfg.images_per_class}"
         )
+    if cfg.freeze_backbone and cfg.backbone == "mlp":
+        raise UsageError("--freeze_backbone: the digits 'mlp' model has no backbone to freeze (it is all head)")
+    if cfg.freeze_backbone and cfg.backbone_weights is None:
+        raise UsageError("--freeze_backbone with --backbone_weights none would train a head on random, frozen "
+                         "features; give pretrained --backbone_weights or drop --freeze_backbone")  # fmt: skip
     if cfg.dataset == "digits":
         if cfg.backbone != "mlp":
             raise UsageError(f"--dataset digits trains the 'mlp' backbone, got --backbone {cfg.backbone}")

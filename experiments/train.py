@@ -30,7 +30,7 @@ import sys
 
 from absl import app, flags
 
-from experiments.callbacks import TrainingDiverged, TrainingInterrupted
+from experiments.callbacks import TrainingCollapsed, TrainingDiverged, TrainingInterrupted
 from experiments.digits import digits_sources, mlp_embedding_model
 from experiments.reporting import embed, evaluate
 from experiments.runconfig import (
@@ -44,7 +44,7 @@ from experiments.runconfig import (
 from experiments.trainer import EvaluationFailed, epoch_segments, run_training
 
 __all__ = [
-    "TrainingDiverged", "TrainingInterrupted", "EvaluationFailed", "UsageError", "digits_sources",
+    "TrainingCollapsed", "TrainingDiverged", "TrainingInterrupted", "EvaluationFailed", "UsageError", "digits_sources",
     "mlp_embedding_model", "embed", "evaluate", "default_config_name", "method_defaults", "resolve_config",
     "epoch_segments", "run_training", "image_sources", "main", "run_main",
 ]  # fmt: skip
@@ -87,6 +87,8 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_float("head_lr_multiplier", None, "Learning-rate multiplier of the embedding head.", **fv)
     flags.DEFINE_bool("freeze_batchnorm", None, "Run the backbone's batch-norm layers in inference mode "
                       "(small batches).", **fv)  # fmt: skip
+    flags.DEFINE_bool("freeze_backbone", None, "Keep the whole backbone fixed (weights and batch norm); train "
+                      "only the embedding head (docs/training.md).", **fv)  # fmt: skip
     flags.DEFINE_string("loss_kwargs", None, 'JSON dict of loss arguments, e.g. \'{"pairs": "paper"}\'.', **fv)
     flags.DEFINE_string("method_kwargs", None, "JSON dict of method arguments.", **fv)
     flags.DEFINE_string("logdir", None, "Run directory (checkpoints, TensorBoard, results). Required.", **fv)
@@ -200,7 +202,7 @@ def run_main():
         except EvaluationFailed as err:
             print(f"train.py: {err}", file=sys.stderr)
             sys.exit(1)
-        except TrainingDiverged as err:
+        except (TrainingDiverged, TrainingCollapsed) as err:
             print(f"train.py: {err}", file=sys.stderr)
             sys.exit(3)
         except TrainingInterrupted as err:

@@ -21,6 +21,7 @@ Ctrl-C stops after the current batch with a checkpoint (:class:`TrainingInterrup
 
 import contextlib
 import json
+import math
 import os
 import time
 
@@ -30,19 +31,23 @@ import numpy as np
 from experiments import methods, reporting, rundir, summaries
 from experiments.building import build_model, build_optimizer, set_precision
 from experiments.callbacks import (
+    SOFTMAX_LOSS_METHODS,
     DivergenceGuard,
     InterruptRequest,
     PeriodicEvaluation,
     ScalarLogger,
     StepCheckpoint,
     StepCounter,
+    TrainingCollapsed,
     TrainingDiverged,
     TrainingInterrupted,
+    TrivialSolutionGuard,
 )
 from experiments.checkpoints import CheckpointManager
 from experiments.runconfig import LENGTH_FIELDS, UsageError, config_differences
 
-__all__ = ["run_training", "epoch_segments", "EvaluationFailed", "TrainingDiverged", "TrainingInterrupted"]
+__all__ = ["run_training", "epoch_segments", "EvaluationFailed", "TrainingCollapsed", "TrainingDiverged",
+           "TrainingInterrupted"]
 
 
 class EvaluationFailed(RuntimeError):
@@ -250,6 +255,7 @@ class Trainer:
             ScalarLogger(self.writer, self.counter, self.log_every, self.total),
             evaluation,
             guard,
+            *self._collapse_guard(),
             StepCheckpoint(self._save, self.counter, cfg.checkpoint_every, self.total, guard, interrupt),
         ]
         self._t_start = time.time()
@@ -273,6 +279,16 @@ class Trainer:
         self._stop_if_interrupted(interrupt, self.total, save=False)
         self._export_model()
         return self._finish(evaluation)
+
+    def _collapse_guard(self):
+        """:class:`TrivialSolutionGuard` on the run's first P×K batch (``log P`` for softmax losses);
+        none for other batch layouts (triplets, DAMLRRM), whose batches need the epoch's mining first."""
+        if self.plan.batch_layout != "pk":
+            return []
+        x, y = next(iter(self.plan.train_batches(0, 1)))
+        trivial = math.log(self.cfg.classes_per_batch) if self.cfg.method in SOFTMAX_LOSS_METHODS else None
+        return [TrivialSolutionGuard((np.asarray(x), np.asarray(y)), self.plan.loss, trivial, self.writer,
+                                     self.counter, self.log_every)]  # fmt: skip
 
     def _stop_if_interrupted(self, interrupt, step, save):
         """After a Ctrl-C outside ``fit``: checkpoint ``step`` (unless one exists) and stop."""

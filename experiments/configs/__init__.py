@@ -51,7 +51,9 @@ class ExperimentConfig:
     "learning_rate"``: DAMLRRM Sec. 4, Smart Mining Sec. 4) or its gradient
     (``"gradient"``: the released Symm code's ``w_fc``, which Adam cancels; the
     Symm paper states no multiplier). ``freeze_batchnorm`` keeps a batch-norm
-    backbone's statistics and scales fixed (inference mode), for small batches.
+    backbone's statistics and scales fixed (inference mode), for small batches;
+    ``freeze_backbone`` makes the whole backbone non-trainable (head only; our choice,
+    docs/reproduction.md: the setting measured to learn on unseen classes).
 
     Recipe fields: ``lr_schedule`` (``None``: constant ``lr``; ``{"kind":
     "staircase", "decay_steps", "decay_rate", "stop_step", "stop_value"}`` or
@@ -88,6 +90,7 @@ class ExperimentConfig:
     weight_decay: float = 0.0
     head_lr_multiplier: float = 10.0
     freeze_batchnorm: bool = False
+    freeze_backbone: bool = False
     steps: Optional[int] = None
     epochs: Optional[int] = None
     eval_every: int = 0
