@@ -39,6 +39,20 @@ def check_positive(name, value):
     return float(value)
 
 
+def multi_similarity_options(positive_scale, negative_scale, base, epsilon, mining):
+    """The checked ``α, β, λ, ε`` and mining switch (Sec. 4) as a loss class's config arguments."""
+    check_positive("positive_scale", positive_scale)
+    check_positive("negative_scale", negative_scale)
+    check_nonnegative("epsilon", epsilon)
+    return dict(
+        positive_scale=positive_scale,
+        negative_scale=negative_scale,
+        base=float(base),
+        epsilon=epsilon,
+        mining=bool(mining),
+    )
+
+
 def multi_similarity_mining(similarities, positives, negatives, epsilon):
     """``(kept positives, kept negatives)`` of Sec. 4.1 (boolean, like the masks).
 
@@ -136,16 +150,9 @@ class MultiSimilarityLoss(EmbeddingLoss):
         name="multi_similarity_loss",
         **kwargs,
     ):
-        check_positive("positive_scale", positive_scale)
-        check_positive("negative_scale", negative_scale)
-        check_nonnegative("epsilon", epsilon)
         super().__init__(
             multi_similarity_loss_per_sample,
             name=name,
-            positive_scale=positive_scale,
-            negative_scale=negative_scale,
-            base=float(base),
-            epsilon=epsilon,
-            mining=bool(mining),
+            **multi_similarity_options(positive_scale, negative_scale, base, epsilon, mining),
             **kwargs,
         )

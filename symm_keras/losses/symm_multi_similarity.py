@@ -23,7 +23,7 @@ from keras import ops
 
 from symm_keras.losses._validation import check_nonnegative
 from symm_keras.losses.base import register
-from symm_keras.losses.multi_similarity import check_positive, multi_similarity_mining
+from symm_keras.losses.multi_similarity import check_positive, multi_similarity_mining, multi_similarity_options
 from symm_keras.losses.symm_base import SymmLoss, class_per_sample, symm_pairs
 from symm_keras.ops.reductions import masked_softplus_logsumexp, safe_mean
 
@@ -122,16 +122,9 @@ class SymmMultiSimilarityLoss(SymmLoss):
         name="symm_multi_similarity_loss",
         **kwargs,
     ):
-        check_positive("positive_scale", positive_scale)
-        check_positive("negative_scale", negative_scale)
-        check_nonnegative("epsilon", epsilon)
         super().__init__(
             symm_multi_similarity_loss_per_sample,
             name,
-            positive_scale=positive_scale,
-            negative_scale=negative_scale,
-            base=float(base),
-            epsilon=epsilon,
-            mining=bool(mining),
+            **multi_similarity_options(positive_scale, negative_scale, base, epsilon, mining),
             **kwargs,
         )
