@@ -19,33 +19,20 @@ class DAMLRRMLossPart(LossPart):
     the arguments. ``part`` is one of ``loss``, ``graph_loss``,
     ``shuffled_loss``, ``graph_violations``, ``shuffled_violations``,
     ``violating_pairs``, ``mean_tree_edge`` (see :func:`damlrrm_loss_parts`).
-    The remaining arguments must match the loss so the parts describe the
-    optimised objective; they end up in TensorBoard through
+    ``loss_options`` are the loss's own arguments (``alpha``, ``beta``,
+    ``neat_size``, ``images_per_class``, ``terms``, ``positive_pairs``, with
+    :class:`DAMLRRMLoss`'s defaults) and must match the loss so the parts
+    describe the optimised objective; they end up in TensorBoard through
     ``keras.callbacks.TensorBoard``.
     """
 
-    def __init__(
-        self,
-        part="graph_loss",
-        alpha=30.0,
-        beta=0.5,
-        neat_size=None,
-        images_per_class=None,
-        terms="both",
-        positive_pairs="tree",
-        name=None,
-        dtype=None,
-    ):
+    def __init__(self, part="graph_loss", name=None, dtype=None, **loss_options):
         if part not in PARTS:
             raise ValueError(f"part must be one of {PARTS}, got {part!r}.")
-        loss = DAMLRRMLoss(
-            alpha=alpha,
-            beta=beta,
-            neat_size=neat_size,
-            images_per_class=images_per_class,
-            terms=terms,
-            positive_pairs=positive_pairs,
-        )
+        unknown = sorted(set(loss_options) - set(_LOSS_OPTIONS))
+        if unknown:
+            raise TypeError(f"DAMLRRMLossPart got unknown loss options {unknown}; expected some of {_LOSS_OPTIONS}.")
+        loss = DAMLRRMLoss(**loss_options)
         super().__init__(loss, part, name=name or f"damlrrm_{part}", dtype=dtype)
         self.loss_options = {key: value for key, value in loss.get_config().items() if key in _LOSS_OPTIONS}
 

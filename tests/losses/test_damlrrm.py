@@ -267,6 +267,8 @@ def test_config_round_trip_and_serialization():
     assert isinstance(restored, DAMLRRMLoss) and restored.get_config() == loss.get_config()
     metric = DAMLRRMLossPart("mean_tree_edge", images_per_class=5)
     assert DAMLRRMLossPart.from_config(metric.get_config()).get_config() == metric.get_config()
+    with pytest.raises(TypeError, match="reduction"):
+        DAMLRRMLossPart("loss", reduction="sum")  # not a loss option: it would vanish from get_config
 
 
 def test_loss_class_matches_functional(rng):
