@@ -205,5 +205,10 @@ def _validate_image_model(cfg):
 
 
 def config_differences(saved, current):
-    """Names of the fields in which two config dicts differ (sorted)."""
-    return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    """Names of the fields in which two config dicts differ (sorted); a field that ``saved`` lacks
+    (added to ``ExperimentConfig`` after it was written, e.g. ``freeze_backbone``) counts as its default."""
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(configs.ExperimentConfig)
+                if f.default is not dataclasses.MISSING}  # fmt: skip
+    return sorted(k for k in set(saved) | set(current) if saved.get(k, defaults.get(k)) != current.get(k))

@@ -123,3 +123,12 @@ def test_freeze_backbone_leaves_only_the_head_trainable():
 def test_freeze_backbone_bad_combinations_are_usage_errors(values, message):
     with pytest.raises(UsageError, match=message):
         resolve_config(values)
+
+
+def test_a_checkpoint_written_before_freeze_backbone_existed_still_resumes():
+    from experiments.runconfig import config_differences
+
+    current = tiny_config("npair").to_dict()
+    saved = {k: v for k, v in current.items() if k != "freeze_backbone"}
+    assert config_differences(saved, current) == []
+    assert config_differences(saved, dict(current, freeze_backbone=True)) == ["freeze_backbone"]
