@@ -69,6 +69,30 @@ def _variable_path(variable):
     return getattr(variable, "path", None) or variable.name
 
 
+class _PathMultipliers:
+    """Checked ``{regex on variable.path: multiplier}``: the first matching pattern wins, else 1.0.
+
+    ``values`` holds one multiplier per optimizer variable once :meth:`build` ran.
+    """
+
+    def __init__(self, multipliers):
+        self.rules = _check_multipliers(multipliers)
+        self.values = ()
+
+    def as_dict(self):
+        return dict(self.rules)
+
+    def of(self, variable):
+        path = _variable_path(variable)
+        for pattern, multiplier in self.rules:
+            if re.search(pattern, path):
+                return multiplier
+        return 1.0
+
+    def build(self, variables):
+        self.values = tuple(self.of(v) for v in variables)
+
+
 class LRMultiplierMixin:
     """Mixin that gives any Keras optimizer per-variable learning-rate multipliers.
 
@@ -82,29 +106,24 @@ class LRMultiplierMixin:
 
     def __init__(self, *args, lr_multipliers=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self._lr_multiplier_rules = _check_multipliers(lr_multipliers)
-        self._lr_multiplier_values = ()
+        self._lr_multipliers = _PathMultipliers(lr_multipliers)
 
     @property
     def lr_multipliers(self):
-        return dict(self._lr_multiplier_rules)
+        return self._lr_multipliers.as_dict()
 
     def lr_multiplier_for(self, variable):
         """The multiplier of ``variable`` (first matching pattern, else 1.0)."""
-        path = _variable_path(variable)
-        for pattern, multiplier in self._lr_multiplier_rules:
-            if re.search(pattern, path):
-                return multiplier
-        return 1.0
+        return self._lr_multipliers.of(variable)
 
     def build(self, variables):
         if self.built:
             return
         super().build(variables)
-        self._lr_multiplier_values = tuple(self.lr_multiplier_for(v) for v in variables)
+        self._lr_multipliers.build(variables)
 
     def _scaled_learning_rate(self, learning_rate, variable):
-        multiplier = self._lr_multiplier_values[self._get_variable_index(variable)]
+        multiplier = self._lr_multipliers.values[self._get_variable_index(variable)]
         learning_rate = ops.cast(learning_rate, variable.dtype)
         if multiplier == 1.0:
             return learning_rate

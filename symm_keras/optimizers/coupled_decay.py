@@ -26,12 +26,10 @@ head trains at an effective 1× (the 10× learning-rate form is
 term itself, for logging it as TF1's ``wd_loss`` summary or adding it to a loss.
 """
 
-import re
-
 import keras
 from keras import ops
 
-from symm_keras.models.lr_multiplier import _check_multipliers, _variable_path
+from symm_keras.models.lr_multiplier import _PathMultipliers
 
 register = keras.saving.register_keras_serializable(package="symm_keras")
 
@@ -87,31 +85,27 @@ class CoupledDecayMixin:
             raise ValueError(f"give coupled_weight_decay ({coupled_weight_decay}) or the decoupled weight_decay "
                              f"({self.weight_decay}), not both")  # fmt: skip
         self.coupled_weight_decay = coupled_weight_decay
-        self._gradient_multiplier_rules = _check_multipliers(gradient_multipliers)
-        self._gradient_multiplier_values = ()
+        self._gradient_multipliers = _PathMultipliers(gradient_multipliers)
 
     @property
     def gradient_multipliers(self):
-        return dict(self._gradient_multiplier_rules)
+        return self._gradient_multipliers.as_dict()
 
     def gradient_multiplier_for(self, variable):
-        path = _variable_path(variable)
-        for pattern, multiplier in self._gradient_multiplier_rules:
-            if re.search(pattern, path):
-                return multiplier
-        return 1.0
+        """The gradient multiplier of ``variable`` (first matching pattern, else 1.0)."""
+        return self._gradient_multipliers.of(variable)
 
     def build(self, variables):
         if self.built:
             return
         super().build(variables)
-        self._gradient_multiplier_values = tuple(self.gradient_multiplier_for(v) for v in variables)
+        self._gradient_multipliers.build(variables)
 
     def update_step(self, gradient, variable, learning_rate):
         gradient = ops.cast(gradient, variable.dtype)
         if self.coupled_weight_decay and self._use_weight_decay(variable):
             gradient = ops.add(gradient, ops.multiply(ops.cast(self.coupled_weight_decay, variable.dtype), variable))
-        multiplier = self._gradient_multiplier_values[self._get_variable_index(variable)]
+        multiplier = self._gradient_multipliers.values[self._get_variable_index(variable)]
         if multiplier != 1.0:
             gradient = ops.multiply(gradient, ops.cast(multiplier, variable.dtype))
         return super().update_step(gradient, variable, learning_rate)
