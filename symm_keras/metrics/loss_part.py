@@ -84,7 +84,7 @@ class LossPart(keras.metrics.Metric):
         cache = getattr(self.loss, _CACHE, None)
         if cache is not None and cache[0] is y_true and cache[1] is y_pred:
             return cache[2]
-        parts = self.loss.parts(y_true, ops.stop_gradient(y_pred))
+        parts = self.loss.parts(y_true, ops.stop_gradient(ops.convert_to_tensor(y_pred)))  # torch: numpy has no detach
         if not isinstance(y_true, np.ndarray) and not isinstance(y_pred, np.ndarray):
             setattr(self.loss, _CACHE, (y_true, y_pred, parts))
         return parts
