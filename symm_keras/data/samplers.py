@@ -54,7 +54,8 @@ class ClassBalancedSampler:
     """P×K class-balanced batches: ``classes_per_batch`` (P) distinct classes × ``images_per_class`` (K).
 
     Batch layout: class-grouped, ``[c1 × K, c2 × K, …, cP × K]``; with K = 2 each
-    class appears exactly twice (the Symm / N-pair setting, 64 × 2 = 128).
+    class appears exactly twice (the Symm / N-pair setting; the released Symm code
+    uses 64 × 2 = 128, the paper states batch 128).
 
     One epoch visits every image at least once: each class's images are
     shuffled and cut into groups of K (a short last group is topped up with
