@@ -49,5 +49,6 @@ def pairwise_distances(x, y=None):
 
 def l2_normalize(x, axis=-1, epsilon=1e-12):
     """``x / max(‖x‖, ε)``: unit rows, zero vectors stay zero with finite gradient."""
+    x = ops.convert_to_tensor(x)  # ``numpy * tensor`` fails on torch
     norm_sq = ops.sum(ops.square(x), axis=axis, keepdims=True)
     return x * ops.rsqrt(ops.maximum(norm_sq, epsilon * epsilon))

@@ -63,7 +63,7 @@ def _filled(x, mask, axis, lowest):
     ``axis`` by ``1 + |extreme|``, so it never ties with a real entry and a max
     (min) over a non-empty set only ever selects real entries.
     """
-    x_ = ops.stop_gradient(x)
+    x_ = ops.stop_gradient(ops.convert_to_tensor(x))  # torch's stop_gradient needs a tensor
     if lowest:
         extreme = ops.min(x_, axis=axis, keepdims=True)
         filler = extreme - 1.0 - ops.abs(extreme)
@@ -101,6 +101,7 @@ def masked_logsumexp(x, mask, axis=None, keepdims=False, empty_value=0.0):
     zero gradient — callers combine it with :func:`masked_any` when an empty set
     must mean "no contribution".
     """
+    x = ops.convert_to_tensor(x)  # ``numpy - tensor`` fails on torch
     mask = _as_mask(x, mask)
     shift = ops.stop_gradient(masked_max(x, mask, axis=axis, keepdims=True))
     shifted = ops.where(mask, x - shift, ops.zeros_like(x))

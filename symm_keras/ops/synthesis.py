@@ -78,6 +78,7 @@ def mirror_points(x, axis, alpha=2.0, beta=1.0, formula="paper", force_norm=None
     formula); ``‖y‖²`` is floored at 1e-12, which keeps values and gradients
     finite for any input (the projection fades out smoothly below ‖y‖ = 1e-6).
     """
+    x, axis = ops.convert_to_tensor(x), ops.convert_to_tensor(axis)  # ``numpy * tensor`` fails on torch
     c_x, c_y = mirror_coefficients(
         ops.sum(ops.square(x), axis=-1, keepdims=True),
         ops.sum(x * axis, axis=-1, keepdims=True),
