@@ -21,9 +21,11 @@ test: $(STAMP)
 	KERAS_BACKEND=jax $(PY) -m pytest -q $(BACKEND_SUITES)
 
 # The Keras-math suites on the torch backend. torch==2.13.0 (CPU wheel) is installed
-# on first use: 137 s measured on the 2-core dev machine under load. Not part of
-# `make test` yet: the suites' float64 comparisons fail on torch, where Keras's type
-# promotion computes float64 inputs in float32 (docs/losses.md, "Saving and backends").
+# on first use: 137 s measured on the 2-core dev machine under load. Keras's torch
+# promotion computes float64 inputs in float32; the float64 tests take their dtype and
+# tolerance from tests/losses/autodiff.py (computed_dtype, computed_tolerance). Not part
+# of `make test` yet: the two DAMLRRM model.fit tests fail on torch (the parts metric
+# sees every neat label as one class).
 TORCH_SUITES := tests/ops tests/losses tests/layers
 test-torch: $(STAMP)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
