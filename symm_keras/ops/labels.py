@@ -18,6 +18,7 @@ exactly (checked when concrete, see :func:`labels_as_integers`).
 import keras
 import numpy as np
 from keras import ops
+from keras.src.backend.common.symbolic_scope import in_symbolic_scope  # not exported by keras
 
 _EXACT_FLOAT_INTEGERS = {"float16": 2**11, "bfloat16": 2**8, "float32": 2**24, "float64": 2**53}
 
@@ -120,7 +121,11 @@ def concrete_value(x):
 
     Inside ``jit_compile``/``tf.function``/JAX tracing values are symbolic and
     value-dependent checks must be skipped (the samplers guarantee the layout).
+    Keras's shape inference (``keras.SymbolicScope``) is skipped too: on torch
+    it runs the function on placeholder values, not the batch's.
     """
+    if in_symbolic_scope():
+        return None
     try:
         return np.asarray(ops.convert_to_numpy(x))
     except Exception:  # symbolic tensors of any backend refuse conversion
