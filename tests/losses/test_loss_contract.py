@@ -21,6 +21,8 @@ from tests.losses.toy_data import (
 )
 
 LOSS_CLASSES = discover_losses("pk")
+#: Losses built for K images per class; any-K losses need no layout rule.
+FIXED_K_LOSS_CLASSES = [cls for cls in LOSS_CLASSES if getattr(cls, "images_per_class", None)]
 
 
 @pytest.fixture(params=LOSS_CLASSES, ids=lambda cls: cls.__name__)
@@ -177,12 +179,11 @@ def test_wrong_label_shape_is_a_clear_error(loss_class, rng):
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "traced"])
+@pytest.mark.parametrize("loss_class", FIXED_K_LOSS_CLASSES, ids=lambda cls: cls.__name__)
 def test_other_batch_layouts_are_defined(loss_class, rng, compiled):
     """A loss built for K images per class computes, for any other layout, its
     value on the first two images of each class seen twice or more (eagerly
-    and traced alike); any-K losses need no rule."""
-    if not getattr(loss_class, "images_per_class", None):
-        pytest.skip(f"{loss_class.__name__} accepts any number of images per class")
+    and traced alike)."""
     labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 3, 4, 4, 4], dtype="int32")  # the traced 4x3 case and more
     x = rng.normal(size=(len(labels), 5)).astype("float32")
     keep = used_rows(labels)
