@@ -123,36 +123,42 @@ def multi_similarity_loss(
     )
 
 
-@register
-class MultiSimilarityLoss(EmbeddingLoss):
-    """Multi-similarity loss (Wang et al. CVPR 2019, Sec. 4); see :func:`multi_similarity_loss`.
+class MultiSimilarityOptions:
+    """Constructor of the multi-similarity losses, mixed in before their loss base class.
 
     Args:
         positive_scale: ``α`` (default 2); negative_scale: ``β`` (default 50);
         base: ``λ`` (default 1); epsilon: mining margin ``ε`` (default 0.1);
-        mining: mine pairs as Sec. 4.1 (default True).
+        mining: mine pairs as Sec. 4.1 (default True); defaults of Sec. 5.1.
+        name: the loss name (default: the class's ``default_name``).
+        **kwargs: passed to the loss base class (``reduction``, ``dtype``, ...).
+
+    The class names its per-sample functional in ``per_sample_fn``.
+    """
+
+    def __init__(
+        self, positive_scale=2.0, negative_scale=50.0, base=1.0, epsilon=0.1, mining=True, name=None, **kwargs
+    ):
+        super().__init__(
+            type(self).per_sample_fn,
+            name=name or type(self).default_name,
+            **multi_similarity_options(positive_scale, negative_scale, base, epsilon, mining),
+            **kwargs,
+        )
+
+
+@register
+class MultiSimilarityLoss(MultiSimilarityOptions, EmbeddingLoss):
+    """Multi-similarity loss (Wang et al. CVPR 2019, Sec. 4); see :func:`multi_similarity_loss`.
+
+    Options: :class:`MultiSimilarityOptions`.
     """
 
     batch_layout = "pk"
     images_per_class = None
     zero_without_positives = True  # mining keeps no negative for an anchor without positives
+    per_sample_fn = staticmethod(multi_similarity_loss_per_sample)
+    default_name = "multi_similarity_loss"
     parts_fn = staticmethod(multi_similarity_loss_parts)
     summands = ("positive", "negative")
     parts_prefix = "multi_similarity"
-
-    def __init__(
-        self,
-        positive_scale=2.0,
-        negative_scale=50.0,
-        base=1.0,
-        epsilon=0.1,
-        mining=True,
-        name="multi_similarity_loss",
-        **kwargs,
-    ):
-        super().__init__(
-            multi_similarity_loss_per_sample,
-            name=name,
-            **multi_similarity_options(positive_scale, negative_scale, base, epsilon, mining),
-            **kwargs,
-        )

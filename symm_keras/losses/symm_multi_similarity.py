@@ -23,7 +23,7 @@ from keras import ops
 
 from symm_keras.losses._validation import check_nonnegative
 from symm_keras.losses.base import register
-from symm_keras.losses.multi_similarity import check_positive, multi_similarity_mining, multi_similarity_options
+from symm_keras.losses.multi_similarity import MultiSimilarityOptions, check_positive, multi_similarity_mining
 from symm_keras.losses.symm_base import SymmLoss, class_per_sample, symm_pairs
 from symm_keras.ops.reductions import masked_softplus_logsumexp, safe_mean
 
@@ -96,35 +96,17 @@ def symm_multi_similarity_loss_parts(
 
 
 @register
-class SymmMultiSimilarityLoss(SymmLoss):
+class SymmMultiSimilarityLoss(MultiSimilarityOptions, SymmLoss):
     """Symm + multi-similarity loss; see :func:`symm_multi_similarity_loss`.
 
-    Args:
-        positive_scale: ``α`` (default 2); negative_scale: ``β`` (default 50);
-        base: ``λ`` (default 1); epsilon: mining margin ``ε`` (default 0.1);
-        mining: mine as Wang et al. Sec. 4.1 (default True).
-        **kwargs: synthesis options (default: the symmetric point), ``reduction``, ``dtype``.
+    Options: :class:`symm_keras.losses.multi_similarity.MultiSimilarityOptions`;
+    ``**kwargs`` also takes the synthesis options (default: the symmetric point).
     """
 
     batch_layout = "pk"
     zero_without_positives = True
+    per_sample_fn = staticmethod(symm_multi_similarity_loss_per_sample)
+    default_name = "symm_multi_similarity_loss"
     parts_fn = staticmethod(symm_multi_similarity_loss_parts)
     summands = ("positive", "negative")
     parts_prefix = "symm_multi_similarity"
-
-    def __init__(
-        self,
-        positive_scale=2.0,
-        negative_scale=50.0,
-        base=1.0,
-        epsilon=0.1,
-        mining=True,
-        name="symm_multi_similarity_loss",
-        **kwargs,
-    ):
-        super().__init__(
-            symm_multi_similarity_loss_per_sample,
-            name,
-            **multi_similarity_options(positive_scale, negative_scale, base, epsilon, mining),
-            **kwargs,
-        )
