@@ -21,7 +21,20 @@ largest ``f^n_pqr`` over the 24 triplets ``Ñ(l_i, l_k)``: an unordered pair
     L = 1/|P| Σ_i log(1 + Σ_{k≠i} exp(max_{(p,q,r)∈Ñ(l_i,l_k)} f^n_pqr − f^p_ij))
 
 ``top_k > 1`` (paper mode only) keeps the ``k`` largest candidates per class
-pair as separate terms. Both add the released
+pair as separate terms.
+
+Why triplets, not the shared pair transform
+(:func:`symm_keras.losses.symm_base.symm_pairs`): a candidate ``f^n_pqr =
+4t (x_p·x_r + x_q·x_r)`` is the sum of two pair values that share the point
+``x_r``, and ``max_{p,q,r} (x_p·x_r + x_q·x_r)`` is not a function of the pooled
+pair maxima ``max_{p,r} x_p·x_r`` (the best triplet's two pairs need not be the
+hardest pairs, and the two maxima may pick different ``r``). The same holds for
+the released code's ``(x_i + y_i)·y_j``. So this loss takes everything before
+the pooling from the shared entry
+(:func:`symm_keras.losses.symm_base.symm_classes`: paired batch, Gram tensor,
+positive ``a_i·p_i``, negatives mask; the official positive is the pooled
+diagonal, as for every Symm loss) and pools the triplets from the same Gram
+tensor. Both add the released
 ``0.25·λ·(mean‖a‖² + mean‖p‖²)`` on raw features (``l2_reg``, default 0.002).
 Parts (:func:`symm_angular_loss_parts`, logged as ``symm_angular_angular``,
 ``symm_angular_l2``): ``angular`` (the pooled cross-entropy of eq. 10 / the
@@ -38,13 +51,10 @@ from keras import ops
 from symm_keras.losses._validation import check_nonnegative
 from symm_keras.losses.angular import tan_squared
 from symm_keras.losses.base import register
-from symm_keras.losses.npair import pair_l2_terms
-from symm_keras.losses.symm_base import SymmLoss, class_per_sample, symm_batch
-from symm_keras.losses.symm_npair import check_symm_pairs
+from symm_keras.losses.symm_base import SymmLoss, check_symm_pairs, pooled_positive, symm_classes
+from symm_keras.losses.symm_npair import symm_softmax_parts, symm_softmax_per_sample, symm_softmax_terms
 from symm_keras.ops.pooling import PAPER_PAIRS, gather_set_pairs, pool_hardest
-from symm_keras.ops.reductions import masked_mean, safe_mean
-from symm_keras.ops.softmax_pairs import npair_cross_entropy
-from symm_keras.ops.synthesis import class_pair_negatives
+from symm_keras.ops.reductions import safe_mean
 
 # eq. 10: unordered pairs {p, q} of class-i sets × negative set r (24 triplets).
 PAPER_TRIPLETS = tuple(
@@ -58,14 +68,22 @@ def _take_last(x, index):
     return ops.take(x, ops.convert_to_tensor(index, dtype="int32"), axis=-1)
 
 
+def angular_coefficients(angle):
+    """``(2(1 + t), 4t)`` with ``t = tan²α``: the factors of ``f^p`` and ``f^n`` (eq. 9)."""
+    t = tan_squared(angle)
+    return 2.0 * (1.0 + t), 4.0 * t
+
+
 def symm_angular_logits(gram, angle=45.0, pairs="official", top_k=1):
-    """``(positive_logits (N,), negative_logits (N, N[, top_k]))`` of Symm + angular.
+    """Pooled angular logits ``(N, N[, top_k])`` of every class pair ``(i, k)``.
 
     ``gram`` is the ``(4, N, 4, N)`` Gram tensor of ``A, P, A', P'``
-    (:func:`symm_keras.ops.pooling.synthesis_gram`).
+    (:func:`symm_keras.ops.pooling.synthesis_gram`). ``"official"``: the
+    elementwise max over the 12 ordered set pairs, its diagonal the pooled
+    positive logit; ``"paper"``: eq. 10's max over the 24 triplets (the diagonal
+    pools same-class triplets and is no negative).
     """
-    t = tan_squared(angle)
-    c_p, c_n = 2.0 * (1.0 + t), 4.0 * t
+    c_p, c_n = angular_coefficients(angle)
     # dots[i, k, 4s + u] = z_{s,i} · z_{u,k}, from one matrix product.
     dots = gather_set_pairs(gram, PAPER_PAIRS)
     if pairs == "official":
@@ -73,46 +91,37 @@ def symm_angular_logits(gram, angle=45.0, pairs="official", top_k=1):
         yy = _take_last(dots, [5 * u for _, u in OFFICIAL_ORDERED_PAIRS])
         n = ops.shape(dots)[0]
         diagonal = ops.expand_dims(ops.cast(ops.eye(n), "bool"), -1)
-        candidates = ops.where(diagonal, c_p * xy, c_n * (xy + yy))
-        logits = ops.max(candidates, axis=-1)
-        return ops.diagonal(logits), logits
+        return ops.max(ops.where(diagonal, c_p * xy, c_n * (xy + yy)), axis=-1)
     first = _take_last(dots, [4 * p + r for p, _, r in PAPER_TRIPLETS])
     second = _take_last(dots, [4 * q + r for _, q, r in PAPER_TRIPLETS])
-    negatives, _ = pool_hardest(c_n * (first + second), hardest="max", top_k=top_k)
-    positive = c_p * ops.diagonal(dots[:, :, 1])  # a_i · p_i
-    return positive, negatives
+    return pool_hardest(c_n * (first + second), hardest="max", top_k=top_k)[0]
 
 
 def _symm_angular_terms(y_true, y_pred, angle, pairs, l2_reg, top_k, synthesis):
-    """``(batch, x, angular cross-entropy per class, L2 term per class)``."""
-    tan_squared(angle)
-    check_symm_pairs(pairs, top_k)
-    l2_reg = check_nonnegative("l2_reg", l2_reg)
-    batch, x = symm_batch(y_true, y_pred, synthesis)
-    positive, negative = symm_angular_logits(batch.gram, angle=angle, pairs=pairs, top_k=top_k)
-    negatives = class_pair_negatives(batch.pair_labels, batch.pair_valid)
-    angular = npair_cross_entropy(positive, negative, negatives, anchor_mask=batch.pair_valid)
-    l2 = ops.where(batch.pair_valid, pair_l2_terms(batch.anchors, batch.positives, l2_reg), 0.0)
-    return batch, x, angular, l2
+    """``(batch, x, angular cross-entropy per class, L2 term per class)``.
+
+    The shared Symm preamble (:func:`symm_keras.losses.symm_base.symm_classes`),
+    then triplets pooled here: eq. 10's candidates are not pairs (module docstring).
+    """
+    c_p, _ = angular_coefficients(angle)
+    check_symm_pairs(pairs, top_k, limit=len(PAPER_TRIPLETS))
+    batch, x, positive, negatives = symm_classes(y_true, y_pred, synthesis)
+    logits = symm_angular_logits(batch.gram, angle=angle, pairs=pairs, top_k=top_k)
+    positive = pooled_positive(c_p * positive, logits, pairs)
+    return (batch, x) + symm_softmax_terms(batch, positive, logits, negatives, l2_reg)
 
 
 def symm_angular_loss_parts(y_true, y_pred, angle=45.0, pairs="official", l2_reg=0.002, top_k=1, **synthesis):
     """``{"loss", "angular", "l2"}`` of :func:`symm_angular_loss`: ``loss = angular + l2``."""
     batch, _, angular, l2 = _symm_angular_terms(y_true, y_pred, angle, pairs, l2_reg, top_k, synthesis)
-    valid = batch.pair_valid
-    return {
-        "loss": masked_mean(angular + l2, valid),
-        "angular": masked_mean(angular, valid),
-        "l2": masked_mean(l2, valid),
-    }
+    return symm_softmax_parts(batch, angular, l2, "angular")
 
 
 def symm_angular_loss_per_sample(
     y_true, y_pred, angle=45.0, pairs="official", l2_reg=0.002, top_k=1, **synthesis
 ):
     """``(B,)`` per-sample values of :func:`symm_angular_loss` (their mean is the loss)."""
-    batch, x, angular, l2 = _symm_angular_terms(y_true, y_pred, angle, pairs, l2_reg, top_k, synthesis)
-    return class_per_sample(angular + l2, batch, ops.sum(ops.cast(batch.pair_valid, x.dtype)), x)
+    return symm_softmax_per_sample(*_symm_angular_terms(y_true, y_pred, angle, pairs, l2_reg, top_k, synthesis))
 
 
 def symm_angular_loss(y_true, y_pred, angle=45.0, pairs="official", l2_reg=0.002, top_k=1, **synthesis):
@@ -153,7 +162,7 @@ class SymmAngularLoss(SymmLoss):
 
     def __init__(self, angle=45.0, pairs="official", l2_reg=0.002, top_k=1, name="symm_angular_loss", **kwargs):
         tan_squared(angle)
-        check_symm_pairs(pairs, top_k)
+        check_symm_pairs(pairs, top_k, limit=len(PAPER_TRIPLETS))
         check_nonnegative("l2_reg", l2_reg)
         super().__init__(
             symm_angular_loss_per_sample, name, angle=angle, pairs=pairs, l2_reg=l2_reg, top_k=top_k, **kwargs

@@ -1,5 +1,19 @@
-"""What the five Symm losses share: the synthesis options, the paired batch and
-per-sample values (Gu & Ko, AAAI 2020, §3.1–3.2).
+"""What the Symm losses share: the synthesis options, the paired batch, the Symm
+transform of the pair matrix and per-sample values (Gu & Ko, AAAI 2020, §3.1–3.2).
+
+The transform (:func:`symm_pairs`): classes replace images; each class ``i``
+keeps its positive pair's value and each class pair ``(i, k)`` gets the hardest
+of the candidate pairs between the four points ``a, p, a', p'`` of the two
+classes — the ``min``/``max`` over ``N̂(l_i, l_k)`` of eq. 4 (triplet), 6
+(lifted) and 8 (N-pair), or the released code's 6 set combinations
+(``pairs="official"``, positive pooled too). Symm triplet, semi-hard, lifted,
+contrastive, multi-similarity and N-pair are their baseline formulas written on
+these values. Symm angular (eq. 10) shares everything before the pooling
+(:func:`symm_classes`: batch, Gram tensor, positive, negatives mask) but pools
+*triplets*: its negative logit ``f^n = 4t (x_p + x_q)·x_r`` is a sum of two pair
+values sharing ``x_r``, and the max over eq. 10's 24 triplets is not a function
+of the per-pair maxima (the two pairs of the best triplet need not be the
+hardest pairs), so it cannot be read from a pooled pair matrix.
 
 Every Symm loss takes the synthesis options of eq. 1–2 under the same names:
 ``synthesis_alpha`` (α, how far the point moves; 2 = the mirror image),
@@ -20,11 +34,12 @@ import collections
 
 from keras import ops
 
+from symm_keras.losses._validation import check_choice
 from symm_keras.losses.base import RENAMED_OPTIONS, EmbeddingLoss, as_float
 from symm_keras.ops.labels import flatten_labels
 from symm_keras.ops.pairs import pairs_to_rows
 from symm_keras.ops.distances import safe_sqrt
-from symm_keras.ops.pooling import pool_gram, symm_pk_batch
+from symm_keras.ops.pooling import PAIR_MODES, check_top_k, pool_gram, symm_pk_batch
 from symm_keras.ops.reductions import per_sample_values
 from symm_keras.ops.synthesis import SYNTHESIS_DEFAULTS, class_pair_negatives, synthesis_options
 
@@ -36,37 +51,70 @@ def check_renamed(owner, kwargs):
             raise ValueError(f"{owner} has no option {old!r}: {new}.")
 
 
-def symm_batch(y_true, y_pred, synthesis):
-    """``(SymmBatch, x)``: the paired batch with its synthesis Gram tensor, and the
-    float embeddings (``synthesis``: the loss-level options)."""
-    labels = flatten_labels(y_true, y_pred)
-    x = as_float(y_pred)
-    return symm_pk_batch(labels, x, **synthesis_options("the Symm loss", **synthesis)), x
-
-
+SymmClasses = collections.namedtuple("SymmClasses", "batch x positive negatives")
 SymmPairs = collections.namedtuple("SymmPairs", "batch x positive pooled negatives")
 
 
-def symm_pairs(y_true, y_pred, metric, synthesis, top_k=1):
-    """The Symm transform of a batch's pair matrix (§3.2), shared by the pair-based Symm losses.
+def check_symm_pairs(pairs, top_k, limit=16):
+    """Validate ``pairs`` (``"paper"``/``"official"``) and ``top_k`` (``1..limit``);
+    the released code (``"official"``) pools the single hardest candidate only."""
+    check_choice("pairs", pairs, tuple(PAIR_MODES))
+    check_top_k(top_k, limit=limit)
+    if pairs == "official" and top_k != 1:
+        raise ValueError(
+            "top_k > 1 needs pairs='paper': the released code ('official') pools "
+            f"the single hardest pair, positive logit included; got top_k={top_k!r}."
+        )
 
-    Classes (pairs ``(a_i, p_i)``) replace images: ``positive[i]`` is the
-    positive pair's value (``a_i·p_i``, or their (squared) distance) and
-    ``pooled[i, k]`` the hardest of the 16 pairs between the four points
-    ``a, p, a', p'`` of classes ``i`` and ``k`` (max similarity / min distance,
-    ``top_k`` hardest on a last axis when > 1); ``negatives[i, k]`` marks the real
-    negative class pairs. ``metric``: ``"similarity"``, ``"squared_euclidean"``
-    or ``"euclidean"``. A baseline pair loss written on ``(positive, pooled)``
-    becomes its Symm form.
+
+def symm_classes(y_true, y_pred, synthesis, metric="similarity"):
+    """What every Symm loss shares before pooling (§3.1–3.2): :class:`SymmClasses`.
+
+    ``batch`` (the paired batch and the ``(4, N, 4, N)`` Gram tensor of the four
+    points ``a, p, a', p'`` of every class, eq. 1–2), ``x`` (the float
+    embeddings), ``positive[i]`` (the positive pair's value ``a_i·p_i``, or
+    their (squared) Euclidean distance for ``metric``) and ``negatives[i, k]``
+    (class pair ``(i, k)`` is a real negative pair). :func:`symm_pairs` pools
+    pairs from it; Symm angular pools triplets (eq. 10, see
+    :mod:`symm_keras.losses.symm_angular`).
     """
-    batch, x = symm_batch(y_true, y_pred, synthesis)
-    pooled, _ = pool_gram(batch.gram, metric=metric, pairs="paper", top_k=top_k)
+    labels = flatten_labels(y_true, y_pred)
+    x = as_float(y_pred)
+    batch = symm_pk_batch(labels, x, **synthesis_options("the Symm loss", **synthesis))
     if metric == "similarity":
         positive = ops.sum(batch.anchors * batch.positives, axis=-1)
     else:
         positive = ops.sum(ops.square(batch.anchors - batch.positives), axis=-1)
         positive = safe_sqrt(positive) if metric == "euclidean" else positive
-    return SymmPairs(batch, x, positive, pooled, class_pair_negatives(batch.pair_labels, batch.pair_valid))
+    return SymmClasses(batch, x, positive, class_pair_negatives(batch.pair_labels, batch.pair_valid))
+
+
+def pooled_positive(positive, pooled, pairs):
+    """The positive value of each class: the pair's own (eq. 4, 6, 8, 10) or, for the
+    released code (``pairs="official"``), the diagonal of the pooled matrix."""
+    return ops.diagonal(pooled) if pairs == "official" else positive
+
+
+def symm_pairs(y_true, y_pred, metric, synthesis, top_k=1, pairs="paper"):
+    """The Symm transform of a batch's pair matrix (§3.2), shared by the pair-based Symm losses.
+
+    Classes (pairs ``(a_i, p_i)``) replace images: ``pooled[i, k]`` is the
+    hardest of the candidate pairs between the four points ``a, p, a', p'`` of
+    classes ``i`` and ``k`` (max similarity / min distance, ``top_k`` hardest on
+    a last axis when > 1); ``pairs="paper"``: the 16 pairs ``N̂(l_i, l_k)`` of
+    eq. 4, 6, 8, with ``positive[i]`` the positive pair's value (``a_i·p_i``,
+    or their (squared) distance); ``pairs="official"``: the released code's 6
+    set combinations (:mod:`symm_keras.ops.pooling`), with the pooled diagonal
+    as the positive. ``negatives[i, k]`` marks the real negative class pairs.
+    ``metric``: ``"similarity"``, ``"squared_euclidean"`` or ``"euclidean"``. A
+    baseline pair loss written on ``(positive, pooled)`` becomes its Symm form.
+    Symm angular's candidates are triplets, not pairs: it uses
+    :func:`symm_classes` and pools them itself (eq. 10).
+    """
+    check_symm_pairs(pairs, top_k)
+    batch, x, positive, negatives = symm_classes(y_true, y_pred, synthesis, metric)
+    pooled, _ = pool_gram(batch.gram, metric=metric, pairs=pairs, top_k=top_k)
+    return SymmPairs(batch, x, pooled_positive(positive, pooled, pairs), pooled, negatives)
 
 
 def class_per_sample(class_terms, batch, count, x):

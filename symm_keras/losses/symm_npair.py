@@ -42,58 +42,54 @@ cross-entropy + its L2 share ``0.25·λ·(‖a_i‖² + ‖p_i‖²)``):
 
 from keras import ops
 
-from symm_keras.losses._validation import check_choice, check_nonnegative
+from symm_keras.losses._validation import check_nonnegative
 from symm_keras.losses.base import register
 from symm_keras.losses.npair import pair_l2_terms
-from symm_keras.losses.symm_base import SymmLoss, class_per_sample, symm_batch
-from symm_keras.ops.pooling import PAIR_MODES, check_top_k, pool_gram
+from symm_keras.losses.symm_base import SymmLoss, check_symm_pairs, class_per_sample, symm_pairs
 from symm_keras.ops.reductions import masked_mean, safe_mean
 from symm_keras.ops.softmax_pairs import npair_cross_entropy
-from symm_keras.ops.synthesis import class_pair_negatives
 
 
-def check_symm_pairs(pairs, top_k):
-    """Validate ``pairs`` and ``top_k`` of the N-pair / angular Symm losses."""
-    check_choice("pairs", pairs, tuple(PAIR_MODES))
-    check_top_k(top_k, limit=24)
-    if pairs == "official" and top_k != 1:
-        raise ValueError(
-            "top_k > 1 needs pairs='paper': the released code ('official') pools "
-            f"the single hardest pair, positive logit included; got top_k={top_k!r}."
-        )
+def symm_softmax_terms(batch, positive, logits, negatives, l2_reg):
+    """``(cross-entropy per class, L2 term per class)`` of a pooled softmax Symm loss
+    (eq. 8, 10): ``log(1 + Σ_{k≠i} exp(logits_ik − positive_i))`` over the negative
+    classes, and the released code's L2 share ``0.25·λ·(‖a_i‖² + ‖p_i‖²)``."""
+    l2_reg = check_nonnegative("l2_reg", l2_reg)
+    cross_entropy = npair_cross_entropy(positive, logits, negatives, anchor_mask=batch.pair_valid)
+    l2 = ops.where(batch.pair_valid, pair_l2_terms(batch.anchors, batch.positives, l2_reg), 0.0)
+    return cross_entropy, l2
+
+
+def symm_softmax_parts(batch, cross_entropy, l2, name):
+    """``{"loss", name, "l2"}``: the class means of the two terms and of their sum."""
+    valid = batch.pair_valid
+    return {
+        "loss": masked_mean(cross_entropy + l2, valid),
+        name: masked_mean(cross_entropy, valid),
+        "l2": masked_mean(l2, valid),
+    }
+
+
+def symm_softmax_per_sample(batch, x, cross_entropy, l2):
+    """``(B,)`` per-sample values whose mean is the mean of ``cross_entropy + l2`` over the classes."""
+    return class_per_sample(cross_entropy + l2, batch, ops.sum(ops.cast(batch.pair_valid, x.dtype)), x)
 
 
 def _symm_npair_terms(y_true, y_pred, pairs, l2_reg, top_k, synthesis):
     """``(batch, x, cross-entropy per class, L2 term per class)``."""
-    check_symm_pairs(pairs, top_k)
-    l2_reg = check_nonnegative("l2_reg", l2_reg)
-    batch, x = symm_batch(y_true, y_pred, synthesis)
-    pooled, _ = pool_gram(batch.gram, metric="similarity", pairs=pairs, top_k=top_k)
-    if pairs == "official":
-        positive = ops.diagonal(pooled)
-    else:
-        positive = ops.sum(batch.anchors * batch.positives, axis=-1)
-    negatives = class_pair_negatives(batch.pair_labels, batch.pair_valid)
-    softmax = npair_cross_entropy(positive, pooled, negatives, anchor_mask=batch.pair_valid)
-    l2 = ops.where(batch.pair_valid, pair_l2_terms(batch.anchors, batch.positives, l2_reg), 0.0)
-    return batch, x, softmax, l2
+    batch, x, positive, pooled, negatives = symm_pairs(y_true, y_pred, "similarity", synthesis, top_k, pairs)
+    return (batch, x) + symm_softmax_terms(batch, positive, pooled, negatives, l2_reg)
 
 
 def symm_npair_loss_parts(y_true, y_pred, pairs="official", l2_reg=0.002, top_k=1, **synthesis):
     """``{"loss", "softmax", "l2"}`` of :func:`symm_npair_loss`: ``loss = softmax + l2``."""
     batch, _, softmax, l2 = _symm_npair_terms(y_true, y_pred, pairs, l2_reg, top_k, synthesis)
-    valid = batch.pair_valid
-    return {
-        "loss": masked_mean(softmax + l2, valid),
-        "softmax": masked_mean(softmax, valid),
-        "l2": masked_mean(l2, valid),
-    }
+    return symm_softmax_parts(batch, softmax, l2, "softmax")
 
 
 def symm_npair_loss_per_sample(y_true, y_pred, pairs="official", l2_reg=0.002, top_k=1, **synthesis):
     """``(B,)`` per-sample values of :func:`symm_npair_loss` (their mean is the loss)."""
-    batch, x, softmax, l2 = _symm_npair_terms(y_true, y_pred, pairs, l2_reg, top_k, synthesis)
-    return class_per_sample(softmax + l2, batch, ops.sum(ops.cast(batch.pair_valid, x.dtype)), x)
+    return symm_softmax_per_sample(*_symm_npair_terms(y_true, y_pred, pairs, l2_reg, top_k, synthesis))
 
 
 def symm_npair_loss(y_true, y_pred, pairs="official", l2_reg=0.002, top_k=1, **synthesis):
