@@ -3,22 +3,32 @@
 Batch layout ``"triplets"`` (the layout of ``symm_keras.data.TripletFeed``):
 with ``t`` triplets the batch has ``3t`` rows ``[anchors (t); positives (t);
 negatives (t)]``, i.e. rows ``i``, ``t + i`` and ``2t + i`` form triplet ``i``;
-``y_true`` holds their class labels. Whenever the labels are concrete the
-layout is checked (anchor and positive share a class, the negative does not).
+``y_true`` holds their class labels. A batch size not divisible by 3 is a
+``ValueError`` (a static shape check).
+
+Every labelling is defined, the same eagerly and under ``jit`` on every
+backend (the rule of the P×K losses, :mod:`symm_keras.ops.pairs`): triplet
+``i`` is *valid* when its anchor and positive share a class and its negative
+does not; an invalid triplet (e.g. ``model.fit(x, y, batch_size=24)`` on
+ordinary shuffled data) is excluded: its three rows get per-sample value 0
+and zero gradient, and every mean below is over the ``n`` valid triplets
+(the value is 0 when ``n = 0``). :func:`check_triplet_layout` is an opt-in
+eager check for callers that want to insist on a clean batch; the losses do
+not call it.
 
 * Ratio triplet loss, eq. (2), margin ``m`` (paper: 0.2)::
 
-      J^t = mean_i max(0, 1 − ‖a_i − n_i‖ / (‖a_i − p_i‖ + m))
+      J^t = (1/n) Σ_{valid i} max(0, 1 − ‖a_i − n_i‖ / (‖a_i − p_i‖ + m))
 
 * Global loss, eq. (3) (Kumar et al., CVPR 2016), margin ``t`` (paper: 0.01)::
 
       J^g = σ²⁺ + σ²⁻ + λ · max(0, μ⁺ − μ⁻ + t),
       d⁺_i = ‖a_i − p_i‖² / 4,   d⁻_i = ‖a_i − n_i‖² / 4
 
-  with means ``μ`` and population variances ``σ²`` over the batch. The division
-  by 4 keeps ``d ∈ [0, 1]`` for unit-norm embeddings. (The text prints ``d⁺``
-  without the square, a typo: the paragraph after eq. (3) says both are
-  squared distances.) The paper does not give ``λ``; the default is 1.
+  with means ``μ`` and population variances ``σ²`` over the valid triplets.
+  The division by 4 keeps ``d ∈ [0, 1]`` for unit-norm embeddings. (The text
+  prints ``d⁺`` without the square, a typo: the paragraph after eq. (3) says
+  both are squared distances.) The paper does not give ``λ``; the default is 1.
 
 * Combined: ``J = J^t + w · J^g`` (``w = 1``), the "Triplet + Global" rows.
 
@@ -26,15 +36,17 @@ Embeddings are L2-normalised inside the losses by default (the paper's network
 ends with a normalisation layer); pass ``normalize=False`` if the model
 already does it.
 
-The training error of Sec. 3.2.4, the share of triplets with a non-zero loss
-(2) (``‖a − n‖ < ‖a − p‖ + m``), is :func:`triplet_training_error`, and the
-:class:`TripletTrainingError` metric accumulates it over an epoch for the
-adaptive κ controller.
+The training error of Sec. 3.2.4, the share of (valid) triplets with a
+non-zero loss (2) (``‖a − n‖ < ‖a − p‖ + m``), is
+:func:`triplet_training_error`, and the :class:`TripletTrainingError` metric
+accumulates it over an epoch for the adaptive κ controller.
 
 Parts of the combined loss (:func:`smart_mining_loss_parts`, logged as
-``smart_mining_ratio_triplet``, ``smart_mining_global``): ``ratio_triplet``
-(``J^t``) + ``global`` (``w · J^g``, as it enters the loss) = loss; the
-diagnostic ``active_share`` is the batch's training error.
+``smart_mining_ratio_triplet``, ``smart_mining_global``, ...):
+``ratio_triplet`` (``J^t``) + ``global`` (``w · J^g``, as it enters the loss)
+= loss; the diagnostics ``active_share`` (the batch's training error) and
+``valid_share`` (``n / t``, the share of triplets whose labels fit the layout;
+1 for every ``TripletFeed`` batch).
 """
 
 import keras
@@ -43,12 +55,19 @@ from keras import ops
 from symm_keras.losses.base import EmbeddingLoss, as_float, register
 from symm_keras.ops.distances import l2_normalize, safe_sqrt
 from symm_keras.ops.labels import concrete_value, flatten_labels
+from symm_keras.ops.reductions import masked_count, masked_mean, per_sample_values
 
 TRIPLET_LAYOUT = "triplets"
 
 
 def check_triplet_layout(labels):
-    """Raise ``ValueError`` unless concrete ``labels`` follow the triplet layout."""
+    """Raise ``ValueError`` unless concrete ``labels`` follow the triplet layout.
+
+    Opt-in and eager only (like :func:`symm_keras.ops.pairs.check_pk_layout`):
+    it does nothing when the label values are not concrete (under ``jit``),
+    and the losses never call it, since they define every layout (module
+    docstring). For callers that want a bad batch to stop them.
+    """
     values = concrete_value(labels)
     if values is None:
         return
@@ -66,8 +85,15 @@ def check_triplet_layout(labels):
         )
 
 
-def split_triplets(y_true, y_pred, normalize=True):
-    """Validate a triplet batch and return ``(anchors, positives, negatives)``."""
+def triplet_validity(labels):
+    """``(t,)`` boolean: triplet ``i`` has ``y_a = y_p`` and ``y_n ≠ y_a`` (module docstring)."""
+    t = ops.shape(labels)[0] // 3
+    anchors, positives, negatives = labels[:t], labels[t:2 * t], labels[2 * t:]
+    return ops.logical_and(ops.equal(anchors, positives), ops.not_equal(anchors, negatives))
+
+
+def triplet_distances(y_true, y_pred, normalize=True):
+    """``(‖a − p‖², ‖a − n‖², valid)`` of the ``t`` triplets of a batch, each ``(t,)``."""
     y_pred = as_float(y_pred)
     labels = flatten_labels(y_true, y_pred)
     batch = y_pred.shape[0]
@@ -75,42 +101,51 @@ def split_triplets(y_true, y_pred, normalize=True):
         raise ValueError(
             f"a triplet batch [anchors; positives; negatives] needs a batch size divisible by 3, got {batch}."
         )
-    check_triplet_layout(labels)
     if normalize:
         y_pred = l2_normalize(y_pred)
     t = ops.shape(y_pred)[0] // 3
-    return y_pred[:t], y_pred[t:2 * t], y_pred[2 * t:]
+    a, p, n = y_pred[:t], y_pred[t:2 * t], y_pred[2 * t:]
+    return (ops.sum(ops.square(a - p), axis=-1), ops.sum(ops.square(a - n), axis=-1),
+            triplet_validity(labels))
 
 
-def _squared_distances(x, y):
-    return ops.sum(ops.square(x - y), axis=-1)
+def _ratio_terms(y_true, y_pred, margin, normalize):
+    """Eq. (2)'s ``(t,)`` terms (0 for invalid triplets), the validity mask and the violations."""
+    if margin <= 0:
+        raise ValueError(f"margin must be > 0 (it keeps the ratio finite), got {margin}.")
+    pos_sq, neg_sq, valid = triplet_distances(y_true, y_pred, normalize)
+    d_pos, d_neg = safe_sqrt(pos_sq), safe_sqrt(neg_sq)
+    terms = ops.where(valid, ops.relu(1.0 - d_neg / (d_pos + margin)), ops.zeros_like(d_pos))
+    violated = ops.logical_and(valid, ops.less(d_neg, d_pos + margin))
+    return terms, valid, violated
 
 
 def ratio_triplet_loss(y_true, y_pred, margin=0.2, normalize=True):
-    """Eq. (2): ``mean max(0, 1 − ‖a − n‖ / (‖a − p‖ + m))`` over the triplets."""
-    return ops.mean(ratio_triplet_loss_per_sample(y_true, y_pred, margin, normalize))
+    """Eq. (2): ``mean max(0, 1 − ‖a − n‖ / (‖a − p‖ + m))`` over the valid triplets."""
+    terms, valid, _ = _ratio_terms(y_true, y_pred, margin, normalize)
+    return masked_mean(terms, valid)
 
 
 def ratio_triplet_loss_per_sample(y_true, y_pred, margin=0.2, normalize=True):
-    """``(B,)``: each triplet's eq. (2) term on its three rows (mean = :func:`ratio_triplet_loss`)."""
-    if margin <= 0:
-        raise ValueError(f"margin must be > 0 (it keeps the ratio finite), got {margin}.")
-    a, p, n = split_triplets(y_true, y_pred, normalize)
-    d_pos = safe_sqrt(_squared_distances(a, p))
-    d_neg = safe_sqrt(_squared_distances(a, n))
-    per_triplet = ops.relu(1.0 - d_neg / (d_pos + margin))
-    return ops.concatenate([per_triplet, per_triplet, per_triplet], axis=0)
+    """``(B,)`` per-sample values, mean = :func:`ratio_triplet_loss`.
+
+    Each valid triplet's eq. (2) term is shared equally by its three rows
+    (:func:`symm_keras.ops.per_sample_values`); rows of invalid triplets are 0.
+    """
+    terms, valid, _ = _ratio_terms(y_true, y_pred, margin, normalize)
+    share = terms / 3.0
+    return per_sample_values(ops.concatenate([share, share, share], axis=0), masked_count(valid, dtype=terms.dtype))
 
 
 def global_loss(y_true, y_pred, margin=0.01, weight=1.0, normalize=True):
-    """Eq. (3): ``σ²⁺ + σ²⁻ + λ·max(0, μ⁺ − μ⁻ + t)`` with ``d = ‖·‖²/4``."""
-    a, p, n = split_triplets(y_true, y_pred, normalize)
-    d_pos = _squared_distances(a, p) / 4.0
-    d_neg = _squared_distances(a, n) / 4.0
-    mu_pos, mu_neg = ops.mean(d_pos), ops.mean(d_neg)
-    var_pos = ops.mean(ops.square(d_pos - mu_pos))
-    var_neg = ops.mean(ops.square(d_neg - mu_neg))
-    return var_pos + var_neg + weight * ops.relu(mu_pos - mu_neg + margin)
+    """Eq. (3): ``σ²⁺ + σ²⁻ + λ·max(0, μ⁺ − μ⁻ + t)`` with ``d = ‖·‖²/4``, over the valid triplets."""
+    pos_sq, neg_sq, valid = triplet_distances(y_true, y_pred, normalize)
+    d_pos, d_neg = pos_sq / 4.0, neg_sq / 4.0
+    mu_pos, mu_neg = masked_mean(d_pos, valid), masked_mean(d_neg, valid)
+    var_pos = masked_mean(ops.square(d_pos - mu_pos), valid)
+    var_neg = masked_mean(ops.square(d_neg - mu_neg), valid)
+    value = var_pos + var_neg + weight * ops.relu(mu_pos - mu_neg + margin)
+    return ops.where(ops.any(valid), value, ops.zeros_like(value))
 
 
 def smart_mining_loss(y_true, y_pred, triplet_margin=0.2, global_margin=0.01, global_lambda=1.0,
@@ -123,23 +158,25 @@ def smart_mining_loss(y_true, y_pred, triplet_margin=0.2, global_margin=0.01, gl
 
 def smart_mining_loss_parts(y_true, y_pred, triplet_margin=0.2, global_margin=0.01, global_lambda=1.0,
                             global_weight=1.0, normalize=True):
-    """``{"loss", "ratio_triplet", "global", "active_share"}`` of :func:`smart_mining_loss`."""
-    ratio = ratio_triplet_loss(y_true, y_pred, triplet_margin, normalize)
+    """``{"loss", "ratio_triplet", "global", "active_share", "valid_share"}`` of :func:`smart_mining_loss`."""
+    terms, valid, violated = _ratio_terms(y_true, y_pred, triplet_margin, normalize)
+    ratio = masked_mean(terms, valid)
     weighted_global = global_weight * global_loss(y_true, y_pred, global_margin, global_lambda, normalize)
+    count = masked_count(valid, dtype=ratio.dtype)
+    triplets = ops.cast(ops.shape(valid)[0], ratio.dtype)
     return {
         "loss": ratio + weighted_global,
         "ratio_triplet": ratio,
         "global": weighted_global,
-        "active_share": ops.cast(triplet_training_error(y_true, y_pred, triplet_margin, normalize), ratio.dtype),
+        "active_share": masked_count(violated, dtype=ratio.dtype) / ops.maximum(count, 1.0),
+        "valid_share": count / ops.maximum(triplets, 1.0),
     }
 
 
 def triplet_training_error(y_true, y_pred, margin=0.2, normalize=True):
-    """Share of triplets with a non-zero eq. (2) loss: ``‖a − n‖ < ‖a − p‖ + m``."""
-    a, p, n = split_triplets(y_true, y_pred, normalize)
-    d_pos = safe_sqrt(_squared_distances(a, p))
-    d_neg = safe_sqrt(_squared_distances(a, n))
-    return ops.mean(ops.cast(ops.less(d_neg, d_pos + margin), "float32"))
+    """Share of the valid triplets with a non-zero eq. (2) loss, ``‖a − n‖ < ‖a − p‖ + m`` (0 if none)."""
+    _, valid, violated = _ratio_terms(y_true, y_pred, margin, normalize)
+    return masked_count(violated) / ops.maximum(masked_count(valid), 1.0)
 
 
 @register
@@ -178,7 +215,7 @@ class SmartMiningLoss(EmbeddingLoss):
     per_sample = False
     parts_fn = staticmethod(smart_mining_loss_parts)
     summands = ("ratio_triplet", "global")
-    diagnostics = ("active_share",)
+    diagnostics = ("active_share", "valid_share")
     parts_prefix = "smart_mining"
 
     def __init__(self, triplet_margin=0.2, global_margin=0.01, global_lambda=1.0, global_weight=1.0,
@@ -199,8 +236,9 @@ class SmartMiningLoss(EmbeddingLoss):
 class TripletTrainingError(keras.metrics.Metric):
     """Training error of Sec. 3.2.4: share of triplets with non-zero loss (2), over the epoch.
 
-    Counts violating triplets and triplets across batches (not a mean of batch
-    means), so ``result()`` at the end of an epoch is the epoch's error.
+    Counts violating triplets and valid triplets across batches (not a mean of
+    batch means; invalid triplets, see the module docstring, are not counted),
+    so ``result()`` at the end of an epoch is the epoch's error.
     """
 
     def __init__(self, margin=0.2, normalize=True, name="training_error", dtype="float32"):
@@ -211,12 +249,9 @@ class TripletTrainingError(keras.metrics.Metric):
         self.count = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        a, p, n = split_triplets(y_true, y_pred, self.normalize)
-        d_pos = safe_sqrt(_squared_distances(a, p))
-        d_neg = safe_sqrt(_squared_distances(a, n))
-        violated = ops.cast(ops.less(d_neg, d_pos + self.margin), "float32")
-        self.violations.assign_add(ops.sum(violated))
-        self.count.assign_add(ops.cast(ops.shape(violated)[0], "float32"))
+        _, valid, violated = _ratio_terms(y_true, y_pred, self.margin, self.normalize)
+        self.violations.assign_add(masked_count(violated))
+        self.count.assign_add(masked_count(valid))
 
     def result(self):
         return ops.divide_no_nan(self.violations, self.count)
