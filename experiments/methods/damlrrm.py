@@ -6,7 +6,8 @@ images followed by ``shuffled_size`` (default m·k) images of the shuffled
 pool; the two pools have different lengths (eq. 2), so a shuffled batch meets
 a different neat batch every time it comes round. The loss is
 :class:`symm_keras.losses.damlrrm.DAMLRRMLoss` (``L_g + L_s``, eq. 4–6) with
-``config.loss_kwargs`` (``alpha``, ``beta``, ``terms``, ``positive_pairs``).
+``config.loss_kwargs`` (``boundary``, ``margin``, ``terms``, ``positive_pairs``; the paper's
+α and β, Sec. 3.3).
 
 Logged: the loss parts (``damlrrm_graph_loss``, ``damlrrm_shuffled_loss``,
 ``damlrrm_violating_pairs``, ``damlrrm_mean_tree_edge``) as compiled metrics,
@@ -21,7 +22,7 @@ over the neat pool.
 from experiments.methods import MethodPlan, register_method
 
 SAMPLER_OPTIONS = ("shuffled_size", "neat_pool_batches", "shuffled_pool_batches")
-LOSS_OPTIONS = ("alpha", "beta", "terms", "positive_pairs")
+LOSS_OPTIONS = ("boundary", "margin", "terms", "positive_pairs")
 
 
 def _check_options(cfg):
@@ -32,7 +33,7 @@ def _check_options(cfg):
     if unknown:
         raise ValueError(
             f"--method damlrrm: unknown loss_kwargs {unknown}; allowed: {list(LOSS_OPTIONS)} "
-            "(neat_size and images_per_class follow the batch layout)"
+            "(the paper's α is boundary, β is margin; neat_size and images_per_class follow the batch layout)"
         )
     if cfg.images_per_class < 2:
         raise ValueError(

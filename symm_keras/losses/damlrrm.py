@@ -6,10 +6,12 @@ CUB/Cars196, 3 for SOP) followed by the **shuffled** stream ``B^s`` of images
 drawn from a differently sized pool. Rows ``[0, neat_size)`` of ``y_pred`` are
 the neat stream, the remaining rows the shuffled stream.
 
-With Euclidean distances ``D``, boundary ``α`` (paper: 30) and margin ``β``
-(paper: 0.5), positives should be closer than ``α − β`` and negatives farther
-than ``α + β``. The paper's eq. 4–5 are garbled in the text; the reading
-implemented here (issue 6) is::
+With Euclidean distances ``D``, the paper's "boundary α" (option ``boundary``,
+paper: 30) and "margin β" (option ``margin``, paper: 0.5), Sec. 3.3 above
+eq. 4: positives should be closer than ``α − β`` and negatives farther than
+``α + β``. (The family's bare ``alpha``/``beta`` are refused, see
+:mod:`symm_keras.losses.base`.) The paper's eq. 4–5 are garbled in the text;
+the reading implemented here (issue 6) is::
 
     L_g = (1/P_g) (Σ_{(i,j)∈PP} [D_ij − α + β]²₊ + Σ_{(i,j)∈NP} [α + β − D_ij]²₊)   (eq. 4)
     L_s = (1/P_s) (Σ_{(i,j)∈NN} [D_ij − α + β]²₊ + Σ_{(i,j)∈NP_s} [α + β − D_ij]²₊) (eq. 5)
@@ -26,7 +28,7 @@ implemented here (issue 6) is::
   A term with no violating pair is 0 with zero gradient.
 
 Pair *selection* (tree edges, nearest positives) is not differentiated; the
-hinges are. ``α`` = 30 assumes raw, not L2-normalised, embeddings (the
+hinges are. ``boundary`` α = 30 assumes raw, not L2-normalised, embeddings (the
 paper's 512-d FC output).
 
 Ablations of the paper as options: ``terms="shuffled"`` is "OURS1" (Table 6),
@@ -40,7 +42,8 @@ from keras import ops
 
 from symm_keras.losses.base import EmbeddingLoss, as_float, register
 from symm_keras.ops.distances import pairwise_distances
-from symm_keras.ops.labels import concrete_value, flatten_labels, same_class_mask
+from symm_keras.ops.labels import flatten_labels, same_class_mask
+from symm_keras.ops.pairs import check_pk_layout
 
 TERMS = ("both", "graph", "shuffled")
 POSITIVE_PAIRS = ("tree", "all")
@@ -53,18 +56,18 @@ PARTS = (
     "violating_pairs",
     "mean_tree_edge",
 )
-_LOSS_OPTIONS = ("alpha", "beta", "neat_size", "images_per_class", "terms", "positive_pairs")
+_LOSS_OPTIONS = ("boundary", "margin", "neat_size", "images_per_class", "terms", "positive_pairs")
 
 
-def _check_options(alpha, beta, terms, positive_pairs, neat_size, images_per_class):
+def _check_options(boundary, margin, terms, positive_pairs, neat_size, images_per_class):
     if terms not in TERMS:
         raise ValueError(f"terms must be one of {TERMS}, got {terms!r}.")
     if positive_pairs not in POSITIVE_PAIRS:
         raise ValueError(f"positive_pairs must be one of {POSITIVE_PAIRS}, got {positive_pairs!r}.")
-    if not np.isfinite(alpha) or not np.isfinite(beta):
-        raise ValueError(f"alpha and beta must be finite, got alpha={alpha!r}, beta={beta!r}.")
-    if beta < 0:
-        raise ValueError(f"the margin beta must be ≥ 0, got {beta!r}.")
+    if not np.isfinite(boundary) or not np.isfinite(margin):
+        raise ValueError(f"boundary and margin must be finite, got boundary={boundary!r}, margin={margin!r}.")
+    if margin < 0:
+        raise ValueError(f"the margin must be ≥ 0, got margin={margin!r}.")
     for name, value in (("neat_size", neat_size), ("images_per_class", images_per_class)):
         if value is not None and (int(value) != value or value < 1):
             raise ValueError(f"{name} must be a positive integer or None, got {value!r}.")
@@ -76,20 +79,9 @@ def check_damlrrm_layout(neat_labels, images_per_class):
     Only runs when label values are concrete (eager calls); under tracing the
     sampler is responsible for the layout.
     """
-    if images_per_class is None:
-        return
-    values = concrete_value(neat_labels)
-    if values is None:
-        return
-    classes, counts = np.unique(values.reshape(-1), return_counts=True)
-    wrong = {int(c): int(n) for c, n in zip(classes, counts) if n != images_per_class}
-    if wrong:
-        shown = dict(list(wrong.items())[:8])
-        raise ValueError(
-            f"the DAMLRRM neat stream (first rows of the batch) must hold m classes × "
-            f"{images_per_class} images; class counts that break it: {shown}"
-            + (" ..." if len(wrong) > 8 else "")
-        )
+    if images_per_class is not None:
+        batch = f"the DAMLRRM neat stream (first rows of the batch) as m classes × {images_per_class} images"
+        check_pk_layout(neat_labels, images_per_class, batch=batch)
 
 
 def split_streams(y_true, y_pred, neat_size=None, images_per_class=None, need_shuffled=True):
@@ -126,11 +118,11 @@ def split_streams(y_true, y_pred, neat_size=None, images_per_class=None, need_sh
     return neat_labels, y_pred[:neat_size], shuffled_labels, y_pred[neat_size:]
 
 
-def _hinge_terms(distances, positives, negatives, alpha, beta):
+def _hinge_terms(distances, positives, negatives, boundary, margin):
     """``(Σ squared hinges, number of violating pairs)`` over two pair masks."""
     zeros = ops.zeros_like(distances)
-    positive_hinge = ops.where(positives, ops.relu(distances - alpha + beta), zeros)
-    negative_hinge = ops.where(negatives, ops.relu(alpha + beta - distances), zeros)
+    positive_hinge = ops.where(positives, ops.relu(distances - boundary + margin), zeros)
+    negative_hinge = ops.where(negatives, ops.relu(boundary + margin - distances), zeros)
     hinge = positive_hinge + negative_hinge
     total = ops.sum(ops.square(hinge))
     violations = ops.sum(ops.cast(ops.greater(hinge, 0.0), distances.dtype))
@@ -141,7 +133,7 @@ def _normalised(total, violations):
     return total / ops.maximum(violations, 1.0)
 
 
-def _graph_parts(neat_labels, neat, alpha, beta, positive_pairs, images_per_class):
+def _graph_parts(neat_labels, neat, boundary, margin, positive_pairs, images_per_class):
     # Imported here: symm_keras.mining loads numba, which the other losses never need.
     from symm_keras.mining.prim_mst import prim_minimum_spanning_forest, tree_pair_mask
 
@@ -156,14 +148,14 @@ def _graph_parts(neat_labels, neat, alpha, beta, positive_pairs, images_per_clas
     else:
         positives = ops.logical_and(same, upper)
     negatives = ops.logical_and(ops.logical_not(same), upper)
-    total, violations = _hinge_terms(distances, positives, negatives, alpha, beta)
+    total, violations = _hinge_terms(distances, positives, negatives, boundary, margin)
     tree_lengths = ops.where(tree, ops.stop_gradient(distances), ops.zeros_like(distances))
     tree_edges = ops.sum(ops.cast(tree, distances.dtype))
     mean_tree_edge = ops.sum(tree_lengths) / ops.maximum(tree_edges, 1.0)
     return _normalised(total, violations), violations, mean_tree_edge
 
 
-def _shuffled_parts(neat_labels, neat, shuffled_labels, shuffled, alpha, beta):
+def _shuffled_parts(neat_labels, neat, shuffled_labels, shuffled, boundary, margin):
     distances = pairwise_distances(neat, shuffled)  # (neat, shuffled)
     same = same_class_mask(neat_labels, shuffled_labels)
     n = ops.shape(neat)[0]
@@ -175,33 +167,37 @@ def _shuffled_parts(neat_labels, neat, shuffled_labels, shuffled, alpha, beta):
     first = ops.min(ops.where(is_nearest, index, n), axis=0, keepdims=True)
     positives = ops.logical_and(is_nearest, ops.equal(index, first))
     negatives = ops.logical_not(same)
-    total, violations = _hinge_terms(distances, positives, negatives, alpha, beta)
+    total, violations = _hinge_terms(distances, positives, negatives, boundary, margin)
     return _normalised(total, violations), violations
 
 
-def damlrrm_graph_loss(neat_labels, neat_embeddings, alpha=30.0, beta=0.5, positive_pairs="tree", images_per_class=None):
+def damlrrm_graph_loss(
+    neat_labels, neat_embeddings, boundary=30.0, margin=0.5, positive_pairs="tree", images_per_class=None
+):
     """Graph loss ``L_g`` (eq. 4) of the neat stream alone.
 
     Args:
         neat_labels: ``(n,)`` integer labels of the neat stream.
         neat_embeddings: ``(n, D)`` embeddings of the neat stream.
-        alpha: boundary ``α``; beta: margin ``β``.
+        boundary: boundary ``α``; margin: margin ``β`` (as :func:`damlrrm_loss_parts`).
         positive_pairs: ``"tree"`` (Prim tree edges, the paper) or ``"all"``
             (every same-class pair, the "Full PPs" ablation).
         images_per_class: ``k`` of the ``m × k`` neat stream; bounds Prim's
             iterations and validates the layout. ``None`` accepts any class sizes.
     """
-    _check_options(alpha, beta, "graph", positive_pairs, None, images_per_class)
+    _check_options(boundary, margin, "graph", positive_pairs, None, images_per_class)
     neat = as_float(neat_embeddings)
     labels = flatten_labels(neat_labels, neat)
     check_damlrrm_layout(labels, images_per_class)
-    alpha, beta = ops.cast(alpha, neat.dtype), ops.cast(beta, neat.dtype)
-    return _graph_parts(labels, neat, alpha, beta, positive_pairs, images_per_class)[0]
+    boundary, margin = ops.cast(boundary, neat.dtype), ops.cast(margin, neat.dtype)
+    return _graph_parts(labels, neat, boundary, margin, positive_pairs, images_per_class)[0]
 
 
-def damlrrm_shuffled_loss(neat_labels, neat_embeddings, shuffled_labels, shuffled_embeddings, alpha=30.0, beta=0.5):
-    """Shuffled loss ``L_s`` (eq. 5) between the neat and the shuffled stream."""
-    _check_options(alpha, beta, "shuffled", "tree", None, None)
+def damlrrm_shuffled_loss(
+    neat_labels, neat_embeddings, shuffled_labels, shuffled_embeddings, boundary=30.0, margin=0.5
+):
+    """Shuffled loss ``L_s`` (eq. 5) between the neat and the shuffled stream (options: :func:`damlrrm_loss_parts`)."""
+    _check_options(boundary, margin, "shuffled", "tree", None, None)
     neat = as_float(neat_embeddings)
     shuffled = ops.cast(as_float(shuffled_embeddings), neat.dtype)
     if neat.shape[-1] is not None and shuffled.shape[-1] is not None and neat.shape[-1] != shuffled.shape[-1]:
@@ -210,21 +206,29 @@ def damlrrm_shuffled_loss(neat_labels, neat_embeddings, shuffled_labels, shuffle
         )
     neat_labels = flatten_labels(neat_labels, neat)
     shuffled_labels = flatten_labels(shuffled_labels, shuffled)
-    alpha, beta = ops.cast(alpha, neat.dtype), ops.cast(beta, neat.dtype)
-    return _shuffled_parts(neat_labels, neat, shuffled_labels, shuffled, alpha, beta)[0]
+    boundary, margin = ops.cast(boundary, neat.dtype), ops.cast(margin, neat.dtype)
+    return _shuffled_parts(neat_labels, neat, shuffled_labels, shuffled, boundary, margin)[0]
 
 
 def damlrrm_loss_parts(
-    y_true,
-    y_pred,
-    alpha=30.0,
-    beta=0.5,
-    neat_size=None,
-    images_per_class=None,
-    terms="both",
+    y_true, y_pred, boundary=30.0, margin=0.5, neat_size=None, images_per_class=None, terms="both",
     positive_pairs="tree",
-):
+):  # fmt: skip
     """Every quantity of the DAMLRRM objective for one batch, as a dict of scalars.
+
+    Args:
+        y_true: ``(B,)`` or ``(B, 1)`` integer labels, neat stream first.
+        y_pred: ``(B, D)`` embeddings in the same order.
+        boundary: the boundary ``α`` (Sec. 3.3; paper: 30, Table 4).
+        margin: the margin ``β`` (Sec. 3.3; paper: 0.5, Table 5).
+        neat_size: rows of the neat stream (``m × k``); ``None`` = half the batch.
+        images_per_class: ``k`` (5 for CUB/Cars196, 3 for SOP); bounds Prim's
+            iterations to ``k − 1`` and checks the neat layout. ``None``
+            accepts any class sizes (Prim then runs ``neat_size − 1`` steps).
+        terms: ``"both"`` (default, eq. 6), ``"graph"`` (L_g only, "OURS2")
+            or ``"shuffled"`` (L_s only, "OURS1").
+        positive_pairs: ``"tree"`` (default, Prim tree) or ``"all"``
+            ("Full PPs": every same-class neat pair).
 
     Keys: ``loss`` (eq. 6 restricted to ``terms``), ``graph_loss`` (L_g),
     ``shuffled_loss`` (L_s), ``graph_violations`` (P_g),
@@ -232,23 +236,23 @@ def damlrrm_loss_parts(
     active terms) and ``mean_tree_edge`` (mean length of the Prim-tree edges
     of the neat stream). An inactive term is reported as 0.
     """
-    _check_options(alpha, beta, terms, positive_pairs, neat_size, images_per_class)
+    _check_options(boundary, margin, terms, positive_pairs, neat_size, images_per_class)
     y_pred = as_float(y_pred)
     need_graph = terms in ("both", "graph")
     need_shuffled = terms in ("both", "shuffled")
     neat_labels, neat, shuffled_labels, shuffled = split_streams(
         y_true, y_pred, neat_size, images_per_class, need_shuffled=need_shuffled
     )
-    alpha, beta = ops.cast(alpha, y_pred.dtype), ops.cast(beta, y_pred.dtype)
+    boundary, margin = ops.cast(boundary, y_pred.dtype), ops.cast(margin, y_pred.dtype)
     zero = ops.zeros((), dtype=y_pred.dtype)
     graph_loss, graph_violations, mean_tree_edge = _graph_parts(
-        neat_labels, neat, alpha, beta, positive_pairs, images_per_class
+        neat_labels, neat, boundary, margin, positive_pairs, images_per_class
     )
     if not need_graph:
         graph_loss, graph_violations = zero, zero
     if need_shuffled:
         shuffled_loss, shuffled_violations = _shuffled_parts(
-            neat_labels, neat, shuffled_labels, shuffled, alpha, beta
+            neat_labels, neat, shuffled_labels, shuffled, boundary, margin
         )
     else:
         shuffled_loss, shuffled_violations = zero, zero
@@ -263,38 +267,15 @@ def damlrrm_loss_parts(
     }
 
 
-def damlrrm_loss(
-    y_true,
-    y_pred,
-    alpha=30.0,
-    beta=0.5,
-    neat_size=None,
-    images_per_class=None,
-    terms="both",
-    positive_pairs="tree",
-):
+def damlrrm_loss(y_true, y_pred, **options):
     """DAMLRRM objective ``L = L_g + L_s`` (eq. 6) of a neat+shuffled batch.
 
-    Args:
-        y_true: ``(B,)`` or ``(B, 1)`` integer labels, neat stream first.
-        y_pred: ``(B, D)`` embeddings in the same order.
-        alpha: boundary ``α`` (paper: 30, Table 4).
-        beta: margin ``β`` (paper: 0.5, Table 5).
-        neat_size: rows of the neat stream (``m × k``); ``None`` = half the batch.
-        images_per_class: ``k`` (5 for CUB/Cars196, 3 for SOP); bounds Prim's
-            iterations to ``k − 1`` and checks the neat layout. ``None``
-            accepts any class sizes (Prim then runs ``neat_size − 1`` steps).
-        terms: ``"both"`` (default, eq. 6), ``"graph"`` (L_g only, "OURS2")
-            or ``"shuffled"`` (L_s only, "OURS1").
-        positive_pairs: ``"tree"`` (default, Prim tree) or ``"all"``
-            ("Full PPs": every same-class neat pair).
-
-    Returns:
-        Scalar loss; 0 with zero gradient when no pair violates its constraint.
+    The ``"loss"`` of :func:`damlrrm_loss_parts`, which documents the
+    ``options`` (``boundary``, ``margin``, ``neat_size``, ``images_per_class``,
+    ``terms``, ``positive_pairs``). Returns a scalar; 0 with zero gradient when
+    no pair violates its constraint.
     """
-    return damlrrm_loss_parts(
-        y_true, y_pred, alpha, beta, neat_size, images_per_class, terms, positive_pairs
-    )["loss"]
+    return damlrrm_loss_parts(y_true, y_pred, **options)["loss"]
 
 
 @register
@@ -310,30 +291,26 @@ class DAMLRRMLoss(EmbeddingLoss):
     # L_g and L_s are divided by their numbers of violating pairs: a batch-level
     # normalisation that this class does not split into per-sample values.
     per_sample = False
-    # alpha / beta are the paper's boundary α and margin β (Xu et al. eq. 4-5).
-    renamed_options = {}
+    #: the paper's α and β (Sec. 3.3) under the family's names; the bare Greek ones are refused.
+    renamed_options = {
+        "alpha": "the boundary α of Xu et al. (Sec. 3.3, eq. 4) is boundary=",
+        "beta": "the margin β of Xu et al. (Sec. 3.3, eq. 4) is margin=",
+    }
     parts_fn = staticmethod(damlrrm_loss_parts)
     summands = ("graph_loss", "shuffled_loss")
     diagnostics = ("graph_violations", "shuffled_violations", "violating_pairs", "mean_tree_edge")
     parts_prefix = "damlrrm"
 
     def __init__(
-        self,
-        alpha=30.0,
-        beta=0.5,
-        neat_size=None,
-        images_per_class=None,
-        terms="both",
-        positive_pairs="tree",
-        name="damlrrm_loss",
-        **kwargs,
-    ):
-        _check_options(alpha, beta, terms, positive_pairs, neat_size, images_per_class)
+        self, boundary=30.0, margin=0.5, neat_size=None, images_per_class=None, terms="both", positive_pairs="tree",
+        name="damlrrm_loss", **kwargs,
+    ):  # fmt: skip
+        _check_options(boundary, margin, terms, positive_pairs, neat_size, images_per_class)
         super().__init__(
             damlrrm_loss,
             name=name,
-            alpha=float(alpha),
-            beta=float(beta),
+            boundary=float(boundary),
+            margin=float(margin),
             neat_size=None if neat_size is None else int(neat_size),
             images_per_class=None if images_per_class is None else int(images_per_class),
             terms=terms,

@@ -19,7 +19,7 @@ class DAMLRRMLossPart(LossPart):
     the arguments. ``part`` is one of ``loss``, ``graph_loss``,
     ``shuffled_loss``, ``graph_violations``, ``shuffled_violations``,
     ``violating_pairs``, ``mean_tree_edge`` (see :func:`damlrrm_loss_parts`).
-    ``loss_options`` are the loss's own arguments (``alpha``, ``beta``,
+    ``loss_options`` are the loss's own arguments (``boundary``, ``margin``,
     ``neat_size``, ``images_per_class``, ``terms``, ``positive_pairs``, with
     :class:`DAMLRRMLoss`'s defaults) and must match the loss so the parts
     describe the optimised objective; they end up in TensorBoard through
@@ -29,7 +29,8 @@ class DAMLRRMLossPart(LossPart):
     def __init__(self, part="graph_loss", name=None, dtype=None, **loss_options):
         if part not in PARTS:
             raise ValueError(f"part must be one of {PARTS}, got {part!r}.")
-        unknown = sorted(set(loss_options) - set(_LOSS_OPTIONS))
+        # The paper's alpha / beta fail in DAMLRRMLoss, with the names to use.
+        unknown = sorted(set(loss_options) - set(_LOSS_OPTIONS) - set(DAMLRRMLoss.renamed_options))
         if unknown:
             raise TypeError(f"DAMLRRMLossPart got unknown loss options {unknown}; expected some of {_LOSS_OPTIONS}.")
         loss = DAMLRRMLoss(**loss_options)
@@ -45,7 +46,7 @@ def damlrrm_metrics(
 ):
     """One :class:`DAMLRRMLossPart` per part, ready for ``model.compile(metrics=...)``.
 
-    ``loss_options`` are the loss's own arguments (``alpha``, ``beta``,
+    ``loss_options`` are the loss's own arguments (``boundary``, ``margin``,
     ``neat_size``, ``images_per_class``, ``terms``, ``positive_pairs``).
     """
     return [DAMLRRMLossPart(part, **loss_options) for part in parts]

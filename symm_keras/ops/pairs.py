@@ -34,12 +34,13 @@ def occurrence_rank(labels):
     return ops.sum(ops.cast(ops.logical_and(same, earlier), "int32"), axis=0)
 
 
-def check_pk_layout(labels, images_per_class=2):
+def check_pk_layout(labels, images_per_class=2, batch="a P×K batch (e.g. 64 classes × 2 images)"):
     """Raise ``ValueError`` unless every class occurs exactly ``images_per_class`` times.
 
     Only runs when the label values are concrete (see ``concrete_value``). The
     losses do not need it (every layout is defined, see the module docstring);
-    it is for callers that want to insist on an exact P×K batch.
+    it is for callers that want to insist on an exact P×K batch. ``batch``
+    names the checked rows in the error.
     """
     values = concrete_value(labels)
     if values is None:
@@ -49,8 +50,8 @@ def check_pk_layout(labels, images_per_class=2):
     if wrong:
         shown = dict(list(wrong.items())[:8])
         raise ValueError(
-            f"expected a P×K batch with every class exactly {images_per_class} times "
-            f"(e.g. 64 classes × 2 images); class counts that break it: {shown}"
+            f"expected {batch} with every class exactly {images_per_class} times; "
+            f"class counts that break it: {shown}"
             + (" ..." if len(wrong) > 8 else "")
         )
 

@@ -19,12 +19,12 @@ def test_rows_of_tables_1_to_7_are_registered():
         assert (cfg.method, cfg.images_per_class, cfg.classes_per_batch) == ("damlrrm", k, m)
         assert (cfg.optimizer, cfg.lr, cfg.head_lr_multiplier, cfg.steps) == ("sgd", 1e-4, 10.0, 40000)
         assert cfg.method_kwargs == {"shuffled_size": 60} and not cfg.l2_normalize
-        assert cfg.loss_kwargs == {"alpha": 30.0, "beta": 0.5}
+        assert cfg.loss_kwargs == {"boundary": 30.0, "margin": 0.5}
         assert train.default_config_name("damlrrm", dataset) == f"damlrrm_{dataset}"
     assert configs.get_config("damlrrm_cub").paper_results["recall@1"] == 55.1
     assert configs.get_config("damlrrm_sop").paper_results["recall@100"] == 93.2
-    assert configs.get_config("damlrrm_alpha26_cub").loss_kwargs["alpha"] == 26.0
-    assert configs.get_config("damlrrm_beta0p7_cub").loss_kwargs["beta"] == 0.7
+    assert configs.get_config("damlrrm_boundary26_cub").loss_kwargs["boundary"] == 26.0
+    assert configs.get_config("damlrrm_margin0p7_cub").loss_kwargs["margin"] == 0.7
     assert configs.get_config("damlrrm_ours1_cub").loss_kwargs["terms"] == "shuffled"
     full = configs.get_config("damlrrm_fullpps_cub")
     assert full.loss_kwargs["positive_pairs"] == "all" and full.loss_kwargs["terms"] == "graph"
@@ -57,13 +57,15 @@ def test_bad_options_are_clear_errors():
         methods.build_plan("damlrrm", _context(tiny_config("damlrrm", method_kwargs={"pool": 3})))
     with pytest.raises(ValueError, match="unknown loss_kwargs"):
         methods.build_plan("damlrrm", _context(tiny_config("damlrrm", loss_kwargs={"neat_size": 3})))
+    with pytest.raises(ValueError, match=r"unknown loss_kwargs \['alpha'\].*α is boundary"):
+        methods.build_plan("damlrrm", _context(tiny_config("damlrrm", loss_kwargs={"alpha": 30.0})))
     with pytest.raises(ValueError, match="images per class"):
         methods.build_plan("damlrrm", _context(tiny_config("damlrrm", images_per_class=1)))
 
 
 def test_tiny_training_run_logs_parts_and_sampling_size(tmp_path):
     train_source, test_source = digits()
-    cfg = tiny_config("damlrrm", loss_kwargs={"alpha": 3.0, "beta": 0.5}, steps=20, eval_every=10)
+    cfg = tiny_config("damlrrm", loss_kwargs={"boundary": 3.0, "margin": 0.5}, steps=20, eval_every=10)
     result = train.run_training(cfg, train_source, test_source, str(tmp_path), seed=0, log_every=5,
                                 tsne_points=100, nn_queries=2, nn_k=2, verbose=0)  # fmt: skip
     assert 0.0 <= result["metrics"]["recall@1"] <= 1.0

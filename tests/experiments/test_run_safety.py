@@ -36,7 +36,7 @@ def _checkpoints(logdir):
         ("symm_semihard", {}),
         ("symm_lifted", {}),
         ("symm_npair", {}),
-        ("damlrrm", {"loss_kwargs": {"alpha": 3.0, "beta": 0.5}}),
+        ("damlrrm", {"loss_kwargs": {"boundary": 3.0, "margin": 0.5}}),
         ("smart_mining", {"method_kwargs": {"source": "exact", "triplets_per_batch": 20}}),
     ],
 )

@@ -37,7 +37,7 @@ def _prim_tree(points):
     return edges
 
 
-def _oracle(labels, emb, alpha, beta, neat_size, terms="both", positive_pairs="tree"):
+def _oracle(labels, emb, boundary, margin, neat_size, terms="both", positive_pairs="tree"):
     """Loop over pairs, float64: returns (L, L_g, L_s, P_g, P_s, mean tree edge)."""
     labels = np.asarray(labels).reshape(-1)
     emb = np.asarray(emb, dtype="float64")
@@ -54,11 +54,11 @@ def _oracle(labels, emb, alpha, beta, neat_size, terms="both", positive_pairs="t
         d = dist(x[i], x[j])
         if lx[i] == lx[j]:
             if positive_pairs == "all" or (i, j) in tree:
-                h = max(d - alpha + beta, 0.0)  # PP term of eq. 4
+                h = max(d - boundary + margin, 0.0)  # PP term of eq. 4
             else:
                 continue
         else:
-            h = max(alpha + beta - d, 0.0)  # NP term of eq. 4
+            h = max(boundary + margin - d, 0.0)  # NP term of eq. 4
         graph_sum += h * h
         graph_count += h > 0
     shuffled_sum, shuffled_count = 0.0, 0
@@ -66,12 +66,12 @@ def _oracle(labels, emb, alpha, beta, neat_size, terms="both", positive_pairs="t
         same = [i for i in range(neat_size) if lx[i] == ls[j]]
         if same:
             i_nn = min(same, key=lambda i: dist(x[i], s[j]))  # top-1 nearest positive
-            h = max(dist(x[i_nn], s[j]) - alpha + beta, 0.0)
+            h = max(dist(x[i_nn], s[j]) - boundary + margin, 0.0)
             shuffled_sum += h * h
             shuffled_count += h > 0
         for i in range(neat_size):
             if lx[i] != ls[j]:
-                h = max(alpha + beta - dist(x[i], s[j]), 0.0)
+                h = max(boundary + margin - dist(x[i], s[j]), 0.0)
                 shuffled_sum += h * h
                 shuffled_count += h > 0
     l_g = graph_sum / max(graph_count, 1)
@@ -126,7 +126,7 @@ def _rtol():
 def test_matches_loop_oracle(rng, dtype, terms, positive_pairs):
     labels, emb = _batch(rng)
     parts = _jit(
-        damlrrm_loss_parts, labels, emb.astype(dtype), alpha=30.0, beta=0.5, neat_size=12, images_per_class=3,
+        damlrrm_loss_parts, labels, emb.astype(dtype), boundary=30.0, margin=0.5, neat_size=12, images_per_class=3,
         terms=terms, positive_pairs=positive_pairs,
     )
     loss, l_g, l_s, p_g, p_s, mean_edge = _oracle(labels, emb, 30.0, 0.5, 12, terms, positive_pairs)
@@ -157,7 +157,7 @@ def test_golden_value_by_hand():
     labels = np.array([0, 0, 1, 1, 0, 1, 7])
     emb = np.array(neat + shuffled)[:, None]
     # NN: 5→1 (4 − 2.5 = 1.5 → 2.25); 11→10 ok. NP_s: 3 vs 0 (0.5² = 0.25), 3 vs 1 (1.5² = 2.25).
-    parts = _jit(damlrrm_loss_parts, labels, emb, alpha=3.0, beta=0.5, neat_size=4, images_per_class=2)
+    parts = _jit(damlrrm_loss_parts, labels, emb, boundary=3.0, margin=0.5, neat_size=4, images_per_class=2)
     np.testing.assert_allclose(_np(parts["graph_loss"]), 1.0)
     np.testing.assert_allclose(_np(parts["shuffled_loss"]), 4.75 / 3)
     np.testing.assert_allclose(_np(parts["loss"]), 1.0 + 4.75 / 3)
@@ -238,12 +238,25 @@ def test_bad_layout_errors(rng):
         DAMLRRMLoss(terms="neat")
     with pytest.raises(ValueError, match="positive_pairs must be one of"):
         DAMLRRMLoss(positive_pairs="nearest")
-    with pytest.raises(ValueError, match="beta"):
-        DAMLRRMLoss(beta=-1.0)
+    with pytest.raises(ValueError, match="margin must be ≥ 0"):
+        DAMLRRMLoss(margin=-1.0)
+    with pytest.raises(ValueError, match="boundary and margin must be finite"):
+        DAMLRRMLoss(boundary=float("inf"))
     with pytest.raises(ValueError, match="y_true has 11 labels"):
         damlrrm_loss(labels[:11], emb)
     with pytest.raises(ValueError, match="part must be one of"):
         DAMLRRMLossPart("hardness")
+
+
+def test_paper_symbols_are_refused_with_the_family_names():
+    # One name per concept (issue 17): the paper's boundary α and margin β are boundary= and margin=.
+    for make in (DAMLRRMLoss, lambda **options: DAMLRRMLossPart("loss", **options)):
+        with pytest.raises(ValueError, match="no option 'alpha': the boundary α .* is boundary="):
+            make(alpha=30.0)
+        with pytest.raises(ValueError, match="no option 'beta': the margin β .* is margin="):
+            make(beta=0.5)
+    with pytest.raises(TypeError, match="alpha"):
+        damlrrm_loss_parts(np.zeros(4, "int32"), np.zeros((4, 2), "float32"), alpha=30.0)
 
 
 def test_stream_functional_forms_agree_with_parts(rng):
@@ -259,7 +272,7 @@ def test_stream_functional_forms_agree_with_parts(rng):
 
 
 def test_config_round_trip_and_serialization():
-    loss = DAMLRRMLoss(alpha=28.0, beta=0.3, neat_size=60, images_per_class=5, terms="graph", positive_pairs="all")
+    loss = DAMLRRMLoss(boundary=28.0, margin=0.3, neat_size=60, images_per_class=5, terms="graph", positive_pairs="all")
     assert DAMLRRMLoss.batch_layout == "damlrrm"
     clone = DAMLRRMLoss.from_config(loss.get_config())
     assert clone.get_config() == loss.get_config()
@@ -290,7 +303,7 @@ def test_jit_fit_logs_parts(rng):
         xs.append(emb.astype("float32"))
         ys.append(labels)
     x, y = np.concatenate(xs), np.concatenate(ys)
-    options = dict(alpha=3.0, beta=0.5, images_per_class=k)
+    options = dict(boundary=3.0, margin=0.5, images_per_class=k)
     model = keras.Sequential([keras.Input((dim,)), keras.layers.Dense(8)])
     model.compile(
         optimizer=keras.optimizers.SGD(0.01),

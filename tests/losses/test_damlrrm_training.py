@@ -38,7 +38,7 @@ def test_damlrrm_improves_held_out_recall_at_1():
     m, k, steps = 5, 4, 150
     sampler = AsymmetricSampler(y_train, classes_per_batch=m, images_per_class=k, seed=0)
     rows = np.concatenate([sampler.batch_rows(s) for s in range(steps)])
-    options = dict(alpha=6.0, beta=0.5, neat_size=sampler.neat_size, images_per_class=k)
+    options = dict(boundary=6.0, margin=0.5, neat_size=sampler.neat_size, images_per_class=k)
     model = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(64, activation="relu"),
                               keras.layers.Dense(16)])  # fmt: skip
     model.compile(optimizer=keras.optimizers.SGD(3e-3, momentum=0.9), loss=DAMLRRMLoss(**options),

@@ -209,28 +209,35 @@ def test_every_loss_and_metric_loads_in_a_fresh_process(tmp_path):
 
 def test_one_name_per_concept():
     """``angle=`` (degrees), ``margin=``, ``synthesis_alpha=``/``synthesis_beta=``,
-    ``l2_reg=``: no loss, layer or metric takes a bare ``alpha``/``beta`` (DAMLRRM's
-    are its paper's boundary and margin; the backbone's LRN layer is no metric-learning
-    piece), and the old names fail with the new one."""
+    ``l2_reg=``, DAMLRRM's ``boundary=``: no loss, layer or metric takes a bare
+    ``alpha``/``beta`` (the backbone's LRN layer is no metric-learning piece), and
+    the old names fail with the new one."""
     import inspect
 
-    from symm_keras.losses import AngularLoss, SymmAngularLoss, SymmNPairLoss
+    from symm_keras.losses import AngularLoss, DAMLRRMLoss, SymmAngularLoss, SymmNPairLoss
 
-    offenders = []
+    offenders, checked = [], []
     for kind in ("loss", "layer", "metric"):
         for name, cls in _registered(kind):
-            if "DAMLRRM" in name or cls.__module__.startswith("symm_keras.models"):
-                continue  # DAMLRRM's and Caffe LRN's alpha/beta are their papers' symbols
+            if cls.__module__.startswith("symm_keras.models"):
+                continue  # Caffe LRN's alpha/beta are its paper's symbols
+            checked.append(name)
             params = set(inspect.signature(cls.__init__).parameters)
             if params & {"alpha", "beta"}:
                 offenders.append(name)
     assert not offenders
+    assert any("DAMLRRM" in name for name in checked)
     with pytest.raises(ValueError, match="angle="):
         AngularLoss(alpha=30)
     with pytest.raises(ValueError, match="synthesis_alpha="):
         SymmAngularLoss(alpha=30)
     with pytest.raises(ValueError, match="synthesis_beta="):
         SymmNPairLoss(beta=0.5)
+    with pytest.raises(ValueError, match="boundary="):
+        DAMLRRMLoss(alpha=30)
+    with pytest.raises(ValueError, match="margin="):
+        DAMLRRMLoss(beta=0.5)
+    assert "margin" in inspect.signature(DAMLRRMLoss.__init__).parameters
     # The angle of both angular losses has the same name and meaning.
     labels, x = np.repeat(np.arange(4), 2), np.random.default_rng(0).normal(size=(8, 5)).astype("float32")
     assert AngularLoss(angle=30).get_config()["angle"] == SymmAngularLoss(angle=30).get_config()["angle"] == 30

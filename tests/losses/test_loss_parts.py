@@ -263,7 +263,7 @@ def test_loss_part_names_config_round_trip_and_errors():
     # DAMLRRMLossPart keeps its own name and config on top of LossPart.
     part = DAMLRRMLossPart("violating_pairs", images_per_class=3)
     assert isinstance(part, LossPart) and part.name == "damlrrm_violating_pairs"
-    assert set(part.get_config()) == {"name", "dtype", "part", "alpha", "beta", "neat_size", "images_per_class",
+    assert set(part.get_config()) == {"name", "dtype", "part", "boundary", "margin", "neat_size", "images_per_class",
                                       "terms", "positive_pairs"}  # fmt: skip
 
 
