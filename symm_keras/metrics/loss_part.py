@@ -10,7 +10,7 @@ has a ``*_loss_parts`` functional (see :mod:`symm_keras.losses.base`):
 | ``SymmAngularLoss`` | ``angular``, ``l2`` | |
 | ``TripletLoss``, ``SemiHardTripletLoss``, ``LiftedStructureLoss`` and their Symm forms | ``hinge`` | ``active_share`` |
 | ``ContrastiveLoss`` | ``positive``, ``negative`` | ``active_share`` |
-| ``SmartMiningLoss`` | ``ratio_triplet``, ``global`` | ``active_share`` |
+| ``SmartMiningLoss`` | ``ratio_triplet``, ``global`` | ``active_share``, ``valid_share`` |
 | ``DAMLRRMLoss`` | ``graph_loss``, ``shuffled_loss`` | ``graph_violations``, ... |
 
 :class:`LossPart` evaluates that functional with the loss's own parameters on
