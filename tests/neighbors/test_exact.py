@@ -33,13 +33,17 @@ def test_matches_brute_force(rng, backend, metric):
     np.testing.assert_allclose(scores, reference, atol=1e-5)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_ties_go_to_lower_index_and_self_is_dropped_by_index(backend):
-    # Five identical points: every other item ties with the query (distance 0).
-    x = np.ones((5, 3), dtype="float32")
-    indices, scores = exact_knn(x, 4, metric="euclidean", backend=backend)
-    for q in range(5):
-        assert list(indices[q]) == [j for j in range(5) if j != q]
+@pytest.mark.parametrize(
+    "backend, precision",
+    [("keras", "float32"), ("numpy", "float32"), ("auto", "bfloat16"), ("auto", "tensorfloat32")],
+)
+def test_ties_go_to_lower_index_and_self_is_dropped_by_index(backend, precision):
+    # Six identical points: every other item ties with the query (distance 0), also
+    # after a reduced-precision candidate product.
+    x = np.ones((6, 3), dtype="float32")
+    indices, scores = exact_knn(x, 5, metric="euclidean", backend=backend, precision=precision)
+    for q in range(6):
+        assert list(indices[q]) == [j for j in range(6) if j != q]
     np.testing.assert_array_equal(scores, 0.0)
 
 
@@ -86,12 +90,13 @@ def test_many_blocks_with_a_short_last_block_and_two_stage_top_k(rng, backend):
     assert spans == [(s, min(s + 112, 700)) for s in range(0, 700, 112)]
 
 
-def test_device_search_compiles_once_per_shape(rng):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_device_search_compiles_once_per_shape(rng, precision):
     import keras
 
     from symm_keras.neighbors import exact as knn
 
-    search = knn._device_search()
+    search = knn._device_search(precision)
     if keras.backend.backend() == "jax":
         compiled = search._cache_size
     elif keras.backend.backend() == "tensorflow":
@@ -100,9 +105,9 @@ def test_device_search_compiles_once_per_shape(rng):
         pytest.skip("the block search is compiled on the JAX and TensorFlow backends only")
     x = rng.normal(size=(650, 5)).astype("float32")  # 7 blocks of 96, the last one short (padded)
     before = compiled()
-    first = exact_knn(x, 3, metric="euclidean", backend="keras", block_size=96)
+    first = exact_knn(x, 3, metric="euclidean", backend="keras", block_size=96, precision=precision)
     assert compiled() == before + 1
-    second = exact_knn(x, 3, metric="euclidean", backend="keras", block_size=96)
+    second = exact_knn(x, 3, metric="euclidean", backend="keras", block_size=96, precision=precision)
     assert compiled() == before + 1
     np.testing.assert_array_equal(first[0], second[0])
 
@@ -209,15 +214,6 @@ def test_reduced_precision_returns_the_exact_neighbours_and_float32_scores(rng, 
     np.testing.assert_allclose(scores, values[:, :k], rtol=2e-6, atol=2e-6)
 
 
-@pytest.mark.parametrize("precision", ["bfloat16", "tensorfloat32"])
-def test_reduced_precision_keeps_ties_to_the_lower_index_and_drops_self_by_index(precision):
-    x = np.ones((6, 3), dtype="float32")
-    indices, distances = exact_knn(x, 5, metric="euclidean", precision=precision)
-    for q in range(6):
-        assert list(indices[q]) == [j for j in range(6) if j != q]
-    np.testing.assert_array_equal(distances, 0.0)
-
-
 def test_reduced_precision_with_the_whole_gallery_as_candidates(rng):
     # k + margin exceeds the gallery: every other item is re-ranked, so the lists are the float32 ones.
     x = rng.normal(size=(40, 8)).astype("float32")
@@ -225,26 +221,6 @@ def test_reduced_precision_with_the_whole_gallery_as_candidates(rng):
     order, values = float64_ranking(x, None, "cosine")
     np.testing.assert_allclose(scores, values[:, :30], rtol=2e-6, atol=2e-6)
     np.testing.assert_array_equal(np.sort(indices, axis=1), np.sort(order[:, :30], axis=1))
-
-
-def test_reduced_precision_compiles_once_per_shape(rng):
-    import keras
-
-    from symm_keras.neighbors import exact as knn
-
-    search = knn._device_search("bfloat16")
-    if keras.backend.backend() == "jax":
-        compiled = search._cache_size
-    elif keras.backend.backend() == "tensorflow":
-        compiled = search.experimental_get_tracing_count
-    else:
-        pytest.skip("the block search is compiled on the JAX and TensorFlow backends only")
-    x = rng.normal(size=(650, 5)).astype("float32")
-    before = compiled()
-    first = exact_knn(x, 3, metric="euclidean", precision="bfloat16", block_size=96)
-    second = exact_knn(x, 3, metric="euclidean", precision="bfloat16", block_size=96)
-    assert compiled() == before + 1
-    np.testing.assert_array_equal(first[0], second[0])
 
 
 def test_default_block_size_bounds_the_gathered_candidates():
