@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from symm_keras.evaluation import evaluate_embeddings
+from symm_keras.ops.host import to_numpy
 
 
 def _is_tf_dataset(data):
@@ -105,7 +106,7 @@ class RetrievalEvaluation(keras.callbacks.Callback):
                 "RetrievalEvaluation needs a model with a single embedding output, "
                 f"got {type(outputs).__name__} of outputs."
             )
-        return np.asarray(keras.ops.convert_to_numpy(outputs))
+        return to_numpy(outputs)
 
     def embed(self):
         """``(embeddings, labels)`` of the whole validation set under the current weights

@@ -23,6 +23,7 @@ import numpy as np
 from keras import ops
 
 from symm_keras.evaluation.inputs import check_embeddings
+from symm_keras.ops.host import to_numpy
 
 KMEANS_IMPLEMENTATIONS = ("sklearn", "faiss", "keras")
 DEFAULT_MAX_ITER = {"sklearn": 300, "faiss": 20, "keras": 20}
@@ -109,15 +110,15 @@ def _keras_kmeans(x, num_clusters, seed, n_init, max_iter, block_size=None):
             centroids = ops.where(counts > 0, sums / ops.maximum(counts, 1.0), centroids)
             iterations += 1
             new_assignments, distances = _assign(data, x_sq, centroids, block_size)
-            changed = bool(ops.convert_to_numpy(ops.any(ops.not_equal(new_assignments, assignments))))
+            changed = bool(to_numpy(ops.any(ops.not_equal(new_assignments, assignments))))
             assignments = new_assignments
             if not changed:
                 break
-        inertia = float(ops.convert_to_numpy(ops.sum(distances)))
+        inertia = float(to_numpy(ops.sum(distances)))
         if best is None or inertia < best[2]:
             best = (
-                np.asarray(ops.convert_to_numpy(assignments)).astype(np.int64),
-                np.asarray(ops.convert_to_numpy(centroids)),
+                to_numpy(assignments).astype(np.int64),
+                to_numpy(centroids),
                 inertia,
                 iterations,
             )

@@ -39,6 +39,7 @@ from symm_keras.neighbors.exact import (
     score_blocks,
     top_k,
 )
+from symm_keras.ops.host import to_numpy
 
 
 @dataclasses.dataclass
@@ -170,8 +171,8 @@ def _device_relevance(embeddings, label_codes, class_sizes, r_max, metric, block
                                     order, first, sizes, block_size=block_size, r_max=r_max, width=classes.width)
         relevance.append(rel)
         first_hit.append(hits)
-    relevance = np.asarray(ops.convert_to_numpy(ops.concatenate(relevance)))[:num_items].astype(bool)
-    return np.asarray(ops.convert_to_numpy(ops.concatenate(first_hit)))[:num_items].astype(np.int64), relevance
+    relevance = to_numpy(ops.concatenate(relevance))[:num_items].astype(bool)
+    return to_numpy(ops.concatenate(first_hit))[:num_items].astype(np.int64), relevance
 
 
 def _rank_counts_numpy(scores, rows, self_columns, members, valid):

@@ -18,7 +18,7 @@ When the references are the queries themselves (``references=None``), query
 before the top-k), so duplicates or ties can never make another item, or the
 query itself, be dropped in its place. Ties between references are broken by
 the lower index on every path (TensorFlow's and JAX's ``top_k`` guarantee
-this; the numpy path enforces it).
+this; torch and the numpy path enforce it, see :mod:`symm_keras.ops.host`).
 
 Two paths compute the same lists:
 
@@ -56,6 +56,8 @@ import numpy as np
 from keras import ops
 
 from symm_keras.ops.distances import l2_normalize
+from symm_keras.ops.host import to_numpy
+from symm_keras.ops.host import top_k as lower_index_top_k
 
 METRICS = ("cosine", "euclidean", "squared_euclidean")
 
@@ -310,7 +312,7 @@ def top_k(scores, k, backend="keras", chunk=64):
     of those chunks: each chunk ranked ahead of its chunk holds an element
     ranked ahead of it (larger score, or equal score and lower index), and
     there are fewer than ``k``. ``backend="keras"`` runs on the active Keras
-    backend (``ops.top_k`` breaks ties to the lower index), ``"numpy"`` on the host.
+    backend (:func:`symm_keras.ops.host.top_k`: ties to the lower index on every backend), ``"numpy"`` on the host.
     """
     if backend == "keras":
         return _keras_top_k(scores, k, chunk)
@@ -326,16 +328,16 @@ def top_k(scores, k, backend="keras", chunk=64):
 def _keras_top_k(scores, k, chunk):
     rows, n = scores.shape
     if chunk <= 1 or 4 * k * chunk > n:
-        values, indices = ops.top_k(scores, k, sorted=True)
+        values, indices = lower_index_top_k(scores, k)
         return indices, values
     chunks = -(-n // chunk)
     padded = ops.pad(scores, [[0, 0], [0, chunks * chunk - n]], constant_values=float("-inf"))
     chunk_max = ops.max(ops.reshape(padded, (rows, chunks, chunk)), axis=2)
-    _, best_chunks = ops.top_k(chunk_max, k, sorted=True)
+    _, best_chunks = lower_index_top_k(chunk_max, k)
     best_chunks = ops.sort(best_chunks, axis=1)  # candidate columns ascending: ties keep the lower index
     columns = ops.reshape(ops.expand_dims(best_chunks * chunk, 2) + ops.arange(chunk, dtype=best_chunks.dtype),
                           (rows, k * chunk))
-    values, positions = ops.top_k(ops.take_along_axis(padded, columns, axis=1), k, sorted=True)
+    values, positions = lower_index_top_k(ops.take_along_axis(padded, columns, axis=1), k)
     return ops.take_along_axis(columns, positions, axis=1), values
 
 
@@ -366,7 +368,7 @@ def _rerank(block, references, bias, candidates, k):
     scores = ops.sum(ops.expand_dims(block, 1) * rows, axis=2)
     if bias is not None:
         scores = 2.0 * scores - ops.take(bias[0], columns, axis=0)
-    best, positions = ops.top_k(scores, k, sorted=True)
+    best, positions = lower_index_top_k(scores, k)
     return ops.take_along_axis(columns, positions, axis=1), best
 
 
@@ -605,6 +607,6 @@ def exact_knn(queries, k, references=None, metric="cosine", block_size=None, bac
         return _host_knn(queries, references, k, metric, block_size, num_threads)
     blocks = list(_blocks(queries, references, k, metric, block_size, backend, precision, margin))
     if backend == "keras":  # one device-to-host copy, after the last block
-        return (ops.convert_to_numpy(ops.concatenate([b[2] for b in blocks])).astype(np.int64),
-                ops.convert_to_numpy(ops.concatenate([b[3] for b in blocks])))
+        return (to_numpy(ops.concatenate([b[2] for b in blocks])).astype(np.int64),
+                to_numpy(ops.concatenate([b[3] for b in blocks])))
     return np.concatenate([b[2] for b in blocks]).astype(np.int64), np.concatenate([b[3] for b in blocks])

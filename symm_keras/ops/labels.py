@@ -20,6 +20,8 @@ import numpy as np
 from keras import ops
 from keras.src.backend.common.symbolic_scope import in_symbolic_scope  # not exported by keras
 
+from symm_keras.ops.host import to_numpy
+
 _EXACT_FLOAT_INTEGERS = {"float16": 2**11, "bfloat16": 2**8, "float32": 2**24, "float64": 2**53}
 
 
@@ -127,6 +129,6 @@ def concrete_value(x):
     if in_symbolic_scope():
         return None
     try:
-        return np.asarray(ops.convert_to_numpy(x))
+        return to_numpy(x)
     except Exception:  # symbolic tensors of any backend refuse conversion
         return None
