@@ -134,7 +134,8 @@ def ratio_triplet_loss_per_sample(y_true, y_pred, margin=0.2, normalize=True):
     """
     terms, valid, _ = _ratio_terms(y_true, y_pred, margin, normalize)
     share = terms / 3.0
-    return per_sample_values(ops.concatenate([share, share, share], axis=0), masked_count(valid, dtype=terms.dtype))
+    rows = ops.concatenate([share, share, share], axis=0)
+    return per_sample_values(rows, masked_count(valid, dtype=terms.dtype))
 
 
 def global_loss(y_true, y_pred, margin=0.01, weight=1.0, normalize=True):

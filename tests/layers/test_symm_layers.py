@@ -120,7 +120,11 @@ SYNTHESIS_SETTINGS = [
 ]
 
 
-@pytest.mark.parametrize("settings", SYNTHESIS_SETTINGS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()) or "default")
+def _settings_id(settings):
+    return "-".join(f"{k}={v}" for k, v in settings.items()) or "default"
+
+
+@pytest.mark.parametrize("settings", SYNTHESIS_SETTINGS, ids=_settings_id)
 def test_symmetrical_synthesis_layer_defines_every_layout(rng, settings):
     """Any labelling, eagerly and under XLA (TF ``jit_compile``, ``jax.jit``; torch
     eagerly): each image is mirrored about the first other image of its class, an
