@@ -131,7 +131,9 @@ def build_smart_mining(context):
         loss=loss,
         steps_per_epoch=steps,
         metrics=[TripletTrainingError(margin=loss.get_config()["triplet_margin"])]
-        + (loss_part_metrics(loss, parts=("ratio_triplet", "global")) if loss.get_config()["global_weight"] else []),
+        # valid_share: the share of rows that form a triplet (1 for the miner's batches; see the loss).
+        + loss_part_metrics(loss, parts=(("ratio_triplet", "global") if loss.get_config()["global_weight"] else ())
+                            + ("valid_share",)),
         callbacks=callbacks,
         prepare_epoch=miner.prepare_epoch,
         batch_layout="triplets",

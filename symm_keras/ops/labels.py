@@ -2,10 +2,10 @@
 
 ``y_true`` is a vector of integer class labels, shape ``(B,)`` or ``(B, 1)``;
 ``y_pred`` is a ``(B, D)`` embedding matrix. Problems that can be seen from the
-static shapes raise ``ValueError`` naming the argument at trace time; problems
-that need the label *values* (batch layout) are checked whenever the values are
-concrete (eager calls, the first call of a ``Loss``), see
-:func:`concrete_value`.
+static shapes raise ``ValueError`` naming the argument at trace time. The
+losses need no label *values* to be valid: every batch layout is defined, the
+same eagerly and compiled (see :mod:`symm_keras.ops.pairs`); the opt-in layout
+checks run only when the values are concrete, see :func:`concrete_value`.
 
 Labels keep their integer dtype (int32 or int64), so every int64 label value is
 compared exactly. Keras's ``Loss.__call__`` would cast ``y_true`` to float32,
@@ -122,7 +122,7 @@ def concrete_value(x):
     """``x`` as a numpy array when its values are known now, else ``None``.
 
     Inside ``jit_compile``/``tf.function``/JAX tracing values are symbolic and
-    value-dependent checks must be skipped (the samplers guarantee the layout).
+    value-dependent checks must be skipped (the opt-in layout checks are eager only).
     Keras's shape inference (``keras.SymbolicScope``) is skipped too: on torch
     it runs the function on placeholder values, not the batch's.
     """
