@@ -128,9 +128,8 @@ def symm_angular_loss(y_true, y_pred, angle=45.0, pairs="official", l2_reg=0.002
     """Symm + angular loss (eq. 10 or the released code), see the module docstring.
 
     Args:
-        y_true: integer labels ``(B,)``/``(B, 1)``, every class exactly twice
-            (other layouts: :mod:`symm_keras.losses.symm_base`).
-        y_pred: raw embeddings ``(B, D)``.
+        y_true, y_pred: integer labels ``(B,)``/``(B, 1)`` of a P×2 batch (other layouts:
+            :mod:`symm_keras.losses.symm_base`) and raw embeddings ``(B, D)``.
         angle: the angular loss's ``α`` in degrees, ``0 < α < 90`` (default 45),
             as ``AngularLoss(angle=...)``.
         pairs: ``"official"`` (default, 12 ordered set pairs) or ``"paper"``.
@@ -155,7 +154,6 @@ class SymmAngularLoss(SymmLoss):
     """
 
     batch_layout = "pk"
-    zero_without_positives = True
     parts_fn = staticmethod(symm_angular_loss_parts)
     summands = ("angular", "l2")
     parts_prefix = "symm_angular"

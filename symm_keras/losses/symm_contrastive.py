@@ -45,9 +45,8 @@ def symm_contrastive_loss(y_true, y_pred, margin=1.0, **synthesis):
     """Symm + contrastive loss of a P×2 batch (module docstring).
 
     Args:
-        y_true: integer labels ``(B,)``/``(B, 1)``, every class exactly twice
-            (other layouts: :mod:`symm_keras.losses.symm_base`).
-        y_pred: embeddings ``(B, D)``.
+        y_true, y_pred: integer labels ``(B,)``/``(B, 1)`` of a P×2 batch (other layouts:
+            :mod:`symm_keras.losses.symm_base`) and embeddings ``(B, D)``.
         margin: ``m`` in Euclidean units (default 1.0, as the baseline).
         **synthesis: ``synthesis_alpha``, ``synthesis_beta``, ``formula``, ``force_norm``.
     """
@@ -70,7 +69,6 @@ class SymmContrastiveLoss(SymmLoss):
     """
 
     batch_layout = "pk"
-    zero_without_positives = True
     parts_fn = staticmethod(symm_contrastive_loss_parts)
     summands = ("hinge",)
     parts_prefix = "symm_contrastive"

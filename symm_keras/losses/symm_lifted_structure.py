@@ -28,8 +28,8 @@ import math
 from keras import ops
 
 from symm_keras.losses._validation import check_nonnegative
-from symm_keras.losses.base import active_share, register
-from symm_keras.losses.symm_base import SymmLoss, class_per_sample, symm_pairs
+from symm_keras.losses.base import register
+from symm_keras.losses.symm_base import SymmHingeLoss, class_per_sample, flat_candidates, hinge_parts, symm_pairs
 from symm_keras.ops.pooling import check_top_k
 from symm_keras.ops.reductions import masked_any, masked_logsumexp, safe_mean
 
@@ -37,15 +37,10 @@ IMAGES_PER_CLASS = 2
 
 
 def _symm_lifted_terms(y_true, y_pred, margin, top_k, synthesis):
-    """``(per-sample values (B,), J (N,), counted (N,), valid classes (N,))`` of eq. 6."""
+    """``(per-sample values (B,), J where counted else 0 (N,), valid classes (N,))`` of eq. 6."""
     margin = check_nonnegative("margin", margin)
-    check_top_k(top_k)
     batch, x, d_ij, pooled, negatives = symm_pairs(y_true, y_pred, "euclidean", synthesis, top_k)
-    n = ops.shape(pooled)[0]
-    if top_k > 1:
-        negatives = ops.broadcast_to(ops.expand_dims(negatives, -1), ops.shape(pooled))
-        pooled = ops.reshape(pooled, (n, -1))
-        negatives = ops.reshape(negatives, (n, -1))
+    pooled, negatives = flat_candidates(pooled, negatives)
     # Σ over the K points of each negative class = log K + Σ over classes.
     lse = masked_logsumexp(margin - pooled, negatives, axis=1) + math.log(IMAGES_PER_CLASS)
     j = lse + d_ij
@@ -53,15 +48,13 @@ def _symm_lifted_terms(y_true, y_pred, margin, top_k, synthesis):
     counted = ops.logical_and(batch.pair_valid, masked_any(negatives, axis=1))
     per_class = ops.where(counted, per_class, ops.zeros_like(per_class))
     count = ops.sum(ops.cast(batch.pair_valid, x.dtype))
-    return class_per_sample(per_class, batch, count, x), j, counted, batch.pair_valid
+    active = ops.where(counted, j, ops.zeros_like(j))
+    return class_per_sample(per_class, batch, count, x), active, batch.pair_valid
 
 
 def symm_lifted_structure_loss_parts(y_true, y_pred, margin=1.0, top_k=1, **synthesis):
     """``{"loss", "hinge", "active_share"}`` of :func:`symm_lifted_structure_loss`."""
-    per_sample, j, counted, valid = _symm_lifted_terms(y_true, y_pred, margin, top_k, synthesis)
-    loss = safe_mean(per_sample)
-    active = ops.where(counted, j, ops.zeros_like(j))
-    return {"loss": loss, "hinge": loss, "active_share": active_share(active, valid)}
+    return hinge_parts(*_symm_lifted_terms(y_true, y_pred, margin, top_k, synthesis))
 
 
 def symm_lifted_structure_loss_per_sample(y_true, y_pred, margin=1.0, top_k=1, **synthesis):
@@ -73,9 +66,8 @@ def symm_lifted_structure_loss(y_true, y_pred, margin=1.0, top_k=1, **synthesis)
     """Symm + lifted structured loss (eq. 6 as read in the module docstring).
 
     Args:
-        y_true: integer labels ``(B,)``/``(B, 1)``, every class exactly twice
-            (other layouts: :mod:`symm_keras.losses.symm_base`).
-        y_pred: embeddings ``(B, D)``.
+        y_true, y_pred: integer labels ``(B,)``/``(B, 1)`` of a P×2 batch (other layouts:
+            :mod:`symm_keras.losses.symm_base`) and embeddings ``(B, D)``.
         margin: ``m`` (default 1.0).
         top_k: hardest pairs per class pair (default 1).
         **synthesis: ``synthesis_alpha``, ``synthesis_beta``, ``formula``,
@@ -85,7 +77,7 @@ def symm_lifted_structure_loss(y_true, y_pred, margin=1.0, top_k=1, **synthesis)
 
 
 @register
-class SymmLiftedStructureLoss(SymmLoss):
+class SymmLiftedStructureLoss(SymmHingeLoss):
     """Symm + lifted structured loss (eq. 6); see :func:`symm_lifted_structure_loss`.
 
     Args:
@@ -95,10 +87,7 @@ class SymmLiftedStructureLoss(SymmLoss):
     """
 
     batch_layout = "pk"
-    zero_without_positives = True
     parts_fn = staticmethod(symm_lifted_structure_loss_parts)
-    summands = ("hinge",)
-    diagnostics = ("active_share",)
     parts_prefix = "symm_lifted"
 
     def __init__(self, margin=1.0, top_k=1, name="symm_lifted_structure_loss", **kwargs):

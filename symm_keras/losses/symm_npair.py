@@ -96,9 +96,8 @@ def symm_npair_loss(y_true, y_pred, pairs="official", l2_reg=0.002, top_k=1, **s
     """Symm + N-pair loss (eq. 8 or the released code), see the module docstring.
 
     Args:
-        y_true: integer labels ``(B,)``/``(B, 1)``, every class exactly twice
-            (other layouts: :mod:`symm_keras.losses.symm_base`).
-        y_pred: raw embeddings ``(B, D)``.
+        y_true, y_pred: integer labels ``(B,)``/``(B, 1)`` of a P×2 batch (other layouts:
+            :mod:`symm_keras.losses.symm_base`) and raw embeddings ``(B, D)``.
         pairs: ``"official"`` (default, 6 combinations, positive pooled too)
             or ``"paper"`` (eq. 8: 16 pairs, positive logit ``a·p``).
         l2_reg: ``λ`` of the L2 term (default 0.002, 0 = off).
@@ -121,7 +120,6 @@ class SymmNPairLoss(SymmLoss):
     """
 
     batch_layout = "pk"
-    zero_without_positives = True
     parts_fn = staticmethod(symm_npair_loss_parts)
     summands = ("softmax", "l2")
     parts_prefix = "symm_npair"

@@ -30,8 +30,8 @@ the share of classes (positive pairs) whose hinge is non-zero.
 from keras import ops
 
 from symm_keras.losses._validation import check_choice, check_nonnegative
-from symm_keras.losses.base import active_share, register
-from symm_keras.losses.symm_base import SymmLoss, class_per_sample, symm_pairs
+from symm_keras.losses.base import register
+from symm_keras.losses.symm_base import SymmHingeLoss, class_per_sample, flat_candidates, hinge_parts, symm_pairs
 from symm_keras.ops.pooling import check_top_k
 from symm_keras.losses.semihard_triplet import semi_hard_negative
 from symm_keras.ops.reductions import safe_mean
@@ -43,14 +43,9 @@ def _symm_semihard_terms(y_true, y_pred, margin, distance_metric, top_k, synthes
     """``(per-sample values (B,), hinge (N,), valid classes (N,))``."""
     margin = check_nonnegative("margin", margin)
     check_choice("distance_metric", distance_metric, tuple(SYMM_DISTANCE_METRICS))
-    check_top_k(top_k)
     metric = SYMM_DISTANCE_METRICS[distance_metric]
     batch, x, d_ap, pooled, negatives = symm_pairs(y_true, y_pred, metric, synthesis, top_k)
-    n = ops.shape(pooled)[0]
-    if top_k > 1:
-        negatives = ops.broadcast_to(ops.expand_dims(negatives, -1), ops.shape(pooled))
-        pooled = ops.reshape(pooled, (n, -1))
-        negatives = ops.reshape(negatives, (n, -1))
+    pooled, negatives = flat_candidates(pooled, negatives)
     semi_hard = semi_hard_negative(ops.expand_dims(d_ap, 1), pooled, negatives, empty_value=0.0)
     hinge = ops.relu(margin + d_ap - semi_hard)
     per_class = ops.where(batch.pair_valid, hinge, ops.zeros_like(hinge))
@@ -60,9 +55,7 @@ def _symm_semihard_terms(y_true, y_pred, margin, distance_metric, top_k, synthes
 
 def symm_semihard_triplet_loss_parts(y_true, y_pred, margin=1.0, distance_metric="L2", top_k=1, **synthesis):
     """``{"loss", "hinge", "active_share"}`` of :func:`symm_semihard_triplet_loss`."""
-    per_sample, hinge, valid = _symm_semihard_terms(y_true, y_pred, margin, distance_metric, top_k, synthesis)
-    loss = safe_mean(per_sample)
-    return {"loss": loss, "hinge": loss, "active_share": active_share(hinge, valid)}
+    return hinge_parts(*_symm_semihard_terms(y_true, y_pred, margin, distance_metric, top_k, synthesis))
 
 
 def symm_semihard_triplet_loss_per_sample(y_true, y_pred, margin=1.0, distance_metric="L2", top_k=1, **synthesis):
@@ -74,9 +67,8 @@ def symm_semihard_triplet_loss(y_true, y_pred, margin=1.0, distance_metric="L2",
     """Symm + semi-hard triplet loss of a P×2 batch (see the module docstring).
 
     Args:
-        y_true: integer labels ``(B,)``/``(B, 1)``, every class exactly twice
-            (other layouts: :mod:`symm_keras.losses.symm_base`).
-        y_pred: embeddings ``(B, D)``.
+        y_true, y_pred: integer labels ``(B,)``/``(B, 1)`` of a P×2 batch (other layouts:
+            :mod:`symm_keras.losses.symm_base`) and embeddings ``(B, D)``.
         margin: ``m`` (default 1.0, as TF Addons).
         distance_metric: ``"L2"`` (default) or ``"squared-L2"``.
         top_k: hardest pairs per class pair used as candidates (default 1).
@@ -89,7 +81,7 @@ def symm_semihard_triplet_loss(y_true, y_pred, margin=1.0, distance_metric="L2",
 
 
 @register
-class SymmSemiHardTripletLoss(SymmLoss):
+class SymmSemiHardTripletLoss(SymmHingeLoss):
     """Symm + semi-hard triplet loss; see :func:`symm_semihard_triplet_loss`.
 
     Args:
@@ -100,10 +92,7 @@ class SymmSemiHardTripletLoss(SymmLoss):
     """
 
     batch_layout = "pk"
-    zero_without_positives = True
     parts_fn = staticmethod(symm_semihard_triplet_loss_parts)
-    summands = ("hinge",)
-    diagnostics = ("active_share",)
     parts_prefix = "symm_semihard"
 
     def __init__(self, margin=1.0, distance_metric="L2", top_k=1, name="symm_semihard_triplet_loss", **kwargs):

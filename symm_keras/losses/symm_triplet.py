@@ -25,8 +25,8 @@ share of (class, negative class[, k-th hardest pair]) terms with a non-zero hing
 from keras import ops
 
 from symm_keras.losses._validation import check_choice, check_nonnegative
-from symm_keras.losses.base import active_share, register
-from symm_keras.losses.symm_base import SymmLoss, class_per_sample, symm_pairs
+from symm_keras.losses.base import register
+from symm_keras.losses.symm_base import SymmHingeLoss, class_per_sample, hinge_parts, symm_pairs
 from symm_keras.ops.pooling import check_top_k
 from symm_keras.ops.reductions import safe_mean
 
@@ -38,7 +38,6 @@ def _symm_triplet_terms(y_true, y_pred, margin, average, top_k, synthesis):
     """``(per-sample values (B,), hinge, negatives)``: the terms of eq. 4 and which are real."""
     margin = check_nonnegative("margin", margin)
     check_choice("average", average, TRIPLET_AVERAGES)
-    check_top_k(top_k)
     batch, x, positive_d2, pooled, negatives = symm_pairs(y_true, y_pred, "squared_euclidean", synthesis, top_k)
     if top_k > 1:
         positive_d2 = ops.expand_dims(positive_d2, -1)
@@ -57,9 +56,7 @@ def _symm_triplet_terms(y_true, y_pred, margin, average, top_k, synthesis):
 
 def symm_triplet_loss_parts(y_true, y_pred, margin=0.2, average="pairs", top_k=1, **synthesis):
     """``{"loss", "hinge", "active_share"}`` of :func:`symm_triplet_loss`."""
-    per_sample, hinge, negatives = _symm_triplet_terms(y_true, y_pred, margin, average, top_k, synthesis)
-    loss = safe_mean(per_sample)
-    return {"loss": loss, "hinge": loss, "active_share": active_share(hinge, negatives)}
+    return hinge_parts(*_symm_triplet_terms(y_true, y_pred, margin, average, top_k, synthesis))
 
 
 def symm_triplet_loss_per_sample(y_true, y_pred, margin=0.2, average="pairs", top_k=1, **synthesis):
@@ -71,9 +68,8 @@ def symm_triplet_loss(y_true, y_pred, margin=0.2, average="pairs", top_k=1, **sy
     """Symm + triplet loss (eq. 4) of a P×2 batch.
 
     Args:
-        y_true: integer labels ``(B,)``/``(B, 1)``, every class exactly twice
-            (other layouts: :mod:`symm_keras.losses.symm_base`).
-        y_pred: embeddings ``(B, D)``.
+        y_true, y_pred: integer labels ``(B,)``/``(B, 1)`` of a P×2 batch (other layouts:
+            :mod:`symm_keras.losses.symm_base`) and embeddings ``(B, D)``.
         margin: ``m`` in squared-distance units (default 0.2).
         average: ``"pairs"`` (÷|P|, eq. 4) or ``"triplets"`` (÷ #terms).
         top_k: hardest pairs kept per class pair (1 = eq. 4).
@@ -84,7 +80,7 @@ def symm_triplet_loss(y_true, y_pred, margin=0.2, average="pairs", top_k=1, **sy
 
 
 @register
-class SymmTripletLoss(SymmLoss):
+class SymmTripletLoss(SymmHingeLoss):
     """Symm + triplet loss (eq. 4); see :func:`symm_triplet_loss`.
 
     Args:
@@ -96,10 +92,7 @@ class SymmTripletLoss(SymmLoss):
     """
 
     batch_layout = "pk"
-    zero_without_positives = True
     parts_fn = staticmethod(symm_triplet_loss_parts)
-    summands = ("hinge",)
-    diagnostics = ("active_share",)
     parts_prefix = "symm_triplet"
 
     def __init__(self, margin=0.2, average="pairs", top_k=1, name="symm_triplet_loss", **kwargs):
