@@ -2,7 +2,6 @@
 
 import keras
 import numpy as np
-import pytest
 
 from tests.losses.autodiff import value_and_gradient
 
@@ -32,7 +31,18 @@ def value_and_grad(fn, x):
 
 
 def jit(fn):
-    """Compile ``fn`` with XLA on the current backend."""
+    """Compile ``fn`` on the current backend as Keras's ``jit_compile`` does.
+
+    TensorFlow and JAX: XLA (``tf.function(jit_compile=True)``, ``jax.jit``),
+    where the labels are symbolic. Torch: ``torch.compile`` (dynamo graph
+    capture, what Keras's torch trainer uses) with the ``"eager"`` backend, which
+    runs the captured graphs without inductor's code generation; arguments are
+    passed as torch tensors, as Keras's trainer passes them (dynamo cannot trace
+    Keras's ``convert_to_tensor`` of a numpy array). Dynamo breaks the graph at
+    every Keras ``ops.max``/``ops.min`` on torch (Keras's own ``isinstance`` on the
+    result) and runs the rest as further captured graphs; see
+    :func:`torch_graph_breaks`.
+    """
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -42,4 +52,25 @@ def jit(fn):
         import jax
 
         return jax.jit(fn)
-    pytest.skip(f"jit helper covers tensorflow and jax, not {backend}")
+    if backend == "torch":
+        import torch
+
+        compiled = torch.compile(fn, backend="eager")
+        return lambda *args: compiled(*(torch.as_tensor(np.asarray(a)) for a in args))
+    raise ValueError(f"no compiled path for the {backend!r} backend (tensorflow, jax, torch)")
+
+
+def torch_graph_breaks(fn, *args):
+    """``[(file, line, reason)]`` of every dynamo graph break of ``torch.compile(fn)(*args)``.
+
+    A break in our code would mean Python reads a traced value (e.g. the labels
+    through ``.numpy()``) and runs that part eagerly on the real values.
+    """
+    import torch
+
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(fn)(*(torch.as_tensor(np.asarray(a)) for a in args))
+    return [
+        (reason.user_stack[-1].filename, reason.user_stack[-1].lineno, reason.reason.splitlines()[0])
+        for reason in explained.break_reasons
+    ]

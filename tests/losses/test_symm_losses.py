@@ -1,6 +1,7 @@
 """Symm losses (eq. 4, 6, 8, 10 + released code) against float64 loop oracles."""
 
 import math
+import os
 
 import keras
 import numpy as np
@@ -10,9 +11,10 @@ from symm_keras.losses import symm_angular, symm_lifted_structure, symm_npair
 from symm_keras.losses import symm_contrastive, symm_multi_similarity, symm_semihard_triplet, symm_triplet
 from symm_keras.losses.npair import npair_loss
 from symm_keras.losses.triplet import triplet_loss
+from symm_keras.ops.labels import concrete_value
 from tests.losses import symm_oracles as oracle
 from tests.losses.autodiff import computed_tolerance, float64_enabled
-from tests.losses.symm_helpers import jit, pk_batch, value_and_grad
+from tests.losses.symm_helpers import jit, pk_batch, torch_graph_breaks, value_and_grad
 
 # (name, vectorised functional form, oracle, kwargs)
 CASES = [
@@ -219,6 +221,29 @@ def test_other_layouts_use_the_first_two_images_of_each_class(fn, compiled, rng)
     np.testing.assert_allclose(float(run(labels, x)), float(fn(labels[keep], x[keep])), rtol=1e-5, atol=1e-6)
     # A batch of singletons has no pair: 0 (N-pair / angular keep no L2 term either).
     assert float(run(np.arange(len(labels)), x)) == 0.0
+
+
+def test_compiled_pairing_reads_no_label_value(rng):
+    """The compiled loss pairs the images on traced labels (what makes it valid for any
+    layout above). TensorFlow / JAX: ``concrete_value`` of the labels is None inside.
+    Torch: dynamo traces ``.numpy()`` instead of refusing it, so a Python read of a
+    label value would show as a graph break in our code (that part then runs eagerly);
+    the only breaks are Keras's own ``ops.max``/``ops.min`` on torch."""
+    labels = np.array([5, 0, 0, 1, 0, 1, 1, 2, 3, 3, 5, 4])
+    x = rng.normal(size=(len(labels), 6)).astype("float32")
+    fn = symm_npair.symm_npair_loss
+    if keras.backend.backend() == "torch":
+        breaks = torch_graph_breaks(fn, labels, x)
+        assert all(f"keras{os.sep}src{os.sep}backend" in file for file, _, _ in breaks), breaks
+        return
+    seen = []
+
+    def probe(y, e):
+        seen.append(concrete_value(y))
+        return fn(y, e)
+
+    np.testing.assert_allclose(float(jit(probe)(labels, x)), float(fn(labels, x)), rtol=1e-5)
+    assert seen and all(value is None for value in seen)
 
 
 @pytest.mark.parametrize("fn", ALL_FNS)
