@@ -21,27 +21,28 @@ largest ``f^n_pqr`` over the 24 triplets ``Ñ(l_i, l_k)``: an unordered pair
     L = 1/|P| Σ_i log(1 + Σ_{k≠i} exp(max_{(p,q,r)∈Ñ(l_i,l_k)} f^n_pqr − f^p_ij))
 
 ``top_k > 1`` (paper mode only) keeps the ``k`` largest candidates per class
-pair as separate terms.
+pair as separate terms. Both add the released ``0.25·λ·(mean‖a‖² + mean‖p‖²)``
+on raw features (``l2_reg``, default 0.002). Parts
+(:func:`symm_angular_loss_parts`, logged as ``symm_angular_angular``,
+``symm_angular_l2``): ``angular`` (the pooled cross-entropy of eq. 10 / the
+released code) + ``l2`` = loss. As for :mod:`symm_keras.losses.symm_npair`, the
+official pooled positive logit does not penalise anti-parallel pairs, so it
+trains slowly from random initialisation (see docs/losses.md). Synthesis
+options, batch layouts and per-sample values:
+:mod:`symm_keras.losses.symm_base`.
 
 Why triplets, not the shared pair transform
 (:func:`symm_keras.losses.symm_base.symm_pairs`): a candidate ``f^n_pqr =
 4t (x_p·x_r + x_q·x_r)`` is the sum of two pair values that share the point
-``x_r``, and ``max_{p,q,r} (x_p·x_r + x_q·x_r)`` is not a function of the pooled
-pair maxima ``max_{p,r} x_p·x_r`` (the best triplet's two pairs need not be the
-hardest pairs, and the two maxima may pick different ``r``). The same holds for
-the released code's ``(x_i + y_i)·y_j``. So this loss takes everything before
-the pooling from the shared entry
-(:func:`symm_keras.losses.symm_base.symm_classes`: paired batch, Gram tensor,
-positive ``a_i·p_i``, negatives mask; the official positive is the pooled
-diagonal, as for every Symm loss) and pools the triplets from the same Gram
-tensor. Both add the released
-``0.25·λ·(mean‖a‖² + mean‖p‖²)`` on raw features (``l2_reg``, default 0.002).
-Parts (:func:`symm_angular_loss_parts`, logged as ``symm_angular_angular``,
-``symm_angular_l2``): ``angular`` (the pooled cross-entropy of eq. 10 / the
-released code) + ``l2`` = loss. As for :mod:`symm_keras.losses.symm_npair`, the official pooled positive logit
-does not penalise anti-parallel pairs, so it trains slowly from random
-initialisation (see docs/losses.md). Synthesis options, batch layouts and
-per-sample values: :mod:`symm_keras.losses.symm_base`.
+``x_r``, so the max over the 24 triplets needs, for each ``r`` of class ``k``,
+the two largest ``x_p·x_r`` over the four points of class ``i``; the pooled pair
+matrix keeps only the hardest of the 16 pairs per class pair, from which that
+max cannot be read. The released code's ``(x_i + y_i)·y_j`` is likewise a sum
+of two pair values. So this loss takes everything before the pooling from the
+shared entry (:func:`symm_keras.losses.symm_base.symm_classes`: paired batch,
+Gram tensor, positive ``a_i·p_i``, negatives mask; the official positive is the
+pooled diagonal, :func:`symm_keras.losses.symm_base.pooled_positive`, as for
+N-pair) and pools the triplets from the same Gram tensor.
 """
 
 import itertools

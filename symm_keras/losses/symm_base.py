@@ -10,10 +10,11 @@ classes — the ``min``/``max`` over ``N̂(l_i, l_k)`` of eq. 4 (triplet), 6
 contrastive, multi-similarity and N-pair are their baseline formulas written on
 these values. Symm angular (eq. 10) shares everything before the pooling
 (:func:`symm_classes`: batch, Gram tensor, positive, negatives mask) but pools
-*triplets*: its negative logit ``f^n = 4t (x_p + x_q)·x_r`` is a sum of two pair
-values sharing ``x_r``, and the max over eq. 10's 24 triplets is not a function
-of the per-pair maxima (the two pairs of the best triplet need not be the
-hardest pairs), so it cannot be read from a pooled pair matrix.
+*triplets*: its negative logit ``f^n_pqr = 4t (x_p·x_r + x_q·x_r)`` is a sum of two
+pair values sharing ``x_r``, so eq. 10's max over the 24 triplets needs, for each
+point ``r`` of class ``k``, the two largest ``x_p·x_r`` over class ``i``'s four
+points; a pooled pair matrix keeps one value (the hardest of the 16 pairs) per
+class pair, from which that max cannot be read.
 
 Every Symm loss takes the synthesis options of eq. 1–2 under the same names:
 ``synthesis_alpha`` (α, how far the point moves; 2 = the mirror image),

@@ -4,7 +4,9 @@ P×2 batch paired by label (:func:`symm_keras.ops.split_anchor_positive`):
 anchors ``a_i``, positives ``p_i`` and their mirror images ``a'_i`` (``a_i``
 about ``p_i``), ``p'_i`` (``p_i`` about ``a_i``), stacked as the sets
 ``A, P, A', P'`` whose similarities come from ONE matrix product
-(:mod:`symm_keras.ops.pooling`).
+(:mod:`symm_keras.ops.pooling`). Both modes are the shared Symm transform
+(:func:`symm_keras.losses.symm_base.symm_pairs` with ``metric="similarity"``
+and ``pairs``) under the N-pair softmax of eq. 7.
 
 ``pairs="official"`` (default) — the released code, which produced the
 published numbers: for each of the 6 unordered combinations ``(X, Y)`` of the
