@@ -4,7 +4,12 @@ A DAMLRRM batch holds two streams fed through one shared network (Fig. 1,
 eq. 1): the **neat** stream ``B^x`` of ``m`` classes × ``k`` images (k = 5 for
 CUB/Cars196, 3 for SOP) followed by the **shuffled** stream ``B^s`` of images
 drawn from a differently sized pool. Rows ``[0, neat_size)`` of ``y_pred`` are
-the neat stream, the remaining rows the shuffled stream.
+the neat stream, the remaining rows the shuffled stream. Any labels are
+defined, eagerly and compiled: the graph loss takes the tree of every class
+the neat stream holds, whatever its size, and the shuffled loss pairs each
+shuffled image with the neat classes (a class absent from the neat stream has
+negatives only). :func:`check_damlrrm_layout` is an opt-in eager check of the
+``m × k`` layout.
 
 With Euclidean distances ``D``, the paper's "boundary α" (option ``boundary``,
 paper: 30) and "margin β" (option ``margin``, paper: 0.5), Sec. 3.3 above
@@ -76,8 +81,10 @@ def _check_options(boundary, margin, terms, positive_pairs, neat_size, images_pe
 def check_damlrrm_layout(neat_labels, images_per_class):
     """Raise ``ValueError`` unless every neat-stream class occurs ``images_per_class`` times.
 
-    Only runs when label values are concrete (eager calls); under tracing the
-    sampler is responsible for the layout.
+    Opt-in, for callers that want to insist on the sampler's ``m × k`` layout;
+    runs only when label values are concrete (eager). The loss itself needs no
+    check: any neat stream gets the forest of its classes, whatever their sizes
+    (module docstring).
     """
     if images_per_class is not None:
         batch = f"the DAMLRRM neat stream (first rows of the batch) as m classes × {images_per_class} images"
@@ -88,8 +95,8 @@ def split_streams(y_true, y_pred, neat_size=None, images_per_class=None, need_sh
     """Split a DAMLRRM batch into ``(neat_labels, neat, shuffled_labels, shuffled)``.
 
     ``neat_size`` defaults to half the batch. Raises ``ValueError`` naming the
-    problem when the sizes do not fit the batch or the neat stream is not
-    ``m × images_per_class`` (checked on concrete labels).
+    problem when the sizes do not fit the batch (static shapes); the labels
+    need no check (see :func:`check_damlrrm_layout`).
     """
     labels = flatten_labels(y_true, y_pred)
     batch = y_pred.shape[0]
@@ -114,7 +121,6 @@ def split_streams(y_true, y_pred, neat_size=None, images_per_class=None, need_sh
             "(the neat stream is m classes × k images)."
         )
     neat_labels, shuffled_labels = labels[:neat_size], labels[neat_size:]
-    check_damlrrm_layout(neat_labels, images_per_class)
     return neat_labels, y_pred[:neat_size], shuffled_labels, y_pred[neat_size:]
 
 
@@ -182,13 +188,13 @@ def damlrrm_graph_loss(
         boundary: boundary ``α``; margin: margin ``β`` (as :func:`damlrrm_loss_parts`).
         positive_pairs: ``"tree"`` (Prim tree edges, the paper) or ``"all"``
             (every same-class pair, the "Full PPs" ablation).
-        images_per_class: ``k`` of the ``m × k`` neat stream; bounds Prim's
-            iterations and validates the layout. ``None`` accepts any class sizes.
+        images_per_class: ``k`` of the ``m × k`` neat stream: Prim's first
+            ``k − 1`` steps are unrolled (a larger class is grown on). ``None``:
+            ``n − 1`` steps. Both give every class its whole tree.
     """
     _check_options(boundary, margin, "graph", positive_pairs, None, images_per_class)
     neat = as_float(neat_embeddings)
     labels = flatten_labels(neat_labels, neat)
-    check_damlrrm_layout(labels, images_per_class)
     boundary, margin = ops.cast(boundary, neat.dtype), ops.cast(margin, neat.dtype)
     return _graph_parts(labels, neat, boundary, margin, positive_pairs, images_per_class)[0]
 
@@ -222,9 +228,9 @@ def damlrrm_loss_parts(
         boundary: the boundary ``α`` (Sec. 3.3; paper: 30, Table 4).
         margin: the margin ``β`` (Sec. 3.3; paper: 0.5, Table 5).
         neat_size: rows of the neat stream (``m × k``); ``None`` = half the batch.
-        images_per_class: ``k`` (5 for CUB/Cars196, 3 for SOP); bounds Prim's
-            iterations to ``k − 1`` and checks the neat layout. ``None``
-            accepts any class sizes (Prim then runs ``neat_size − 1`` steps).
+        images_per_class: ``k`` (5 for CUB/Cars196, 3 for SOP): Prim's first
+            ``k − 1`` steps are unrolled and a larger class is grown on, so any
+            neat stream gets its whole forest; ``None``: ``neat_size − 1`` steps.
         terms: ``"both"`` (default, eq. 6), ``"graph"`` (L_g only, "OURS2")
             or ``"shuffled"`` (L_s only, "OURS1").
         positive_pairs: ``"tree"`` (default, Prim tree) or ``"all"``

@@ -59,10 +59,11 @@ def prim_minimum_spanning_forest(distances, labels=None, max_tree_size=None):
         labels: optional ``(n,)`` integer class labels; edges join only
             vertices of the same class, giving one tree per class. ``None``
             treats the whole matrix as one complete graph.
-        max_tree_size: largest class size in the batch (``k`` for an ``m × k``
-            neat stream). Prim then runs ``max_tree_size − 1`` iterations
-            instead of ``n − 1``. A class larger than this is left partly
-            unconnected, so pass the true maximum.
+        max_tree_size: the expected largest class size (``k`` for an ``m × k``
+            neat stream): Prim runs ``max_tree_size − 1`` iterations unrolled
+            instead of ``n − 1``, then a loop that stops at once when every
+            tree is complete, or grows a larger class until it is. Every
+            layout gets its full forest, eagerly and compiled.
 
     Returns:
         int32 ``(n,)`` vector ``parent``: ``parent[j]`` is the tree vertex that
@@ -133,6 +134,13 @@ def prim_minimum_spanning_forest(distances, labels=None, max_tree_size=None):
     else:
         upper = iterations if iterations is not None else n - 1
         state = ops.fori_loop(0, upper, grow, state)
+    if max_tree_size is not None:  # a class larger than max_tree_size: grow on until it is covered
+
+        def unfinished(visited, parent):
+            frontier = ops.logical_and(ops.expand_dims(visited, 1), ops.logical_not(ops.expand_dims(visited, 0)))
+            return ops.any(ops.logical_and(same, frontier))
+
+        state = ops.while_loop(unfinished, lambda visited, parent: grow(None, (visited, parent)), state)
     return state[1]
 
 

@@ -9,6 +9,7 @@ from keras import ops
 
 from symm_keras.losses.damlrrm import (
     DAMLRRMLoss,
+    check_damlrrm_layout,
     damlrrm_graph_loss,
     damlrrm_loss,
     damlrrm_loss_parts,
@@ -220,10 +221,34 @@ def test_no_violating_pair_gives_zero_loss_and_gradient():
     np.testing.assert_array_equal(_gradient(labels, emb, neat_size=4), np.zeros_like(emb))
 
 
-def test_bad_layout_errors(rng):
+def test_any_neat_layout_is_defined_eager_and_compiled(rng):
+    # A neat stream of 2 classes × 3 images declared as k = 2: Prim grows the larger classes
+    # on, so the loss equals the general form (images_per_class=None) and the paper oracle,
+    # eagerly and compiled; the opt-in check names the layout.
     labels, emb = _batch(rng, m=2, k=3, shuffled=6)
+    expected = _oracle(labels, emb, 30.0, 0.5, 6)[0]
+    for images_per_class in (2, None):
+
+        def loss(y, x, images_per_class=images_per_class):
+            return damlrrm_loss(y, x, images_per_class=images_per_class, neat_size=6)
+
+        compiled = loss
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            compiled = tf.function(loss, jit_compile=True)
+        elif keras.backend.backend() == "jax":
+            import jax
+
+            compiled = jax.jit(loss)
+        for fn in (loss, compiled):  # torch: eager only (no XLA)
+            np.testing.assert_allclose(_np(fn(labels, emb.astype("float32"))), expected, rtol=1e-4)
     with pytest.raises(ValueError, match="m classes × 2 images"):
-        damlrrm_loss(labels, emb, images_per_class=2, neat_size=6)
+        check_damlrrm_layout(labels[:6], 2)
+
+
+def test_bad_sizes_error(rng):
+    labels, emb = _batch(rng, m=2, k=3, shuffled=6)
     with pytest.raises(ValueError, match="not a multiple of images_per_class"):
         damlrrm_loss(labels, emb, neat_size=5, images_per_class=3)
     with pytest.raises(ValueError, match="odd batch size"):

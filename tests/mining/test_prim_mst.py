@@ -165,3 +165,20 @@ def test_bad_input_errors():
         prim_mst.prim_minimum_spanning_forest(np.zeros((3, 3)), max_tree_size=0)
     with pytest.raises(ValueError, match="parent must be a vector"):
         tree_pair_mask(np.zeros((2, 2), dtype="int32"))
+
+
+def test_a_class_larger_than_max_tree_size_still_gets_its_whole_tree():
+    # max_tree_size is the expected class size; a larger class (here 7 > 3) is grown on,
+    # eagerly and compiled, so a wrong layout never leaves vertices without a tree edge.
+    rng = np.random.default_rng(11)
+    labels = np.array([4] * 7 + [2, 2, 2, 8, 8])
+    distances = _euclidean(rng.normal(size=(12, 5)))
+    parent = np.asarray(ops.convert_to_numpy(prim_minimum_spanning_forest(distances, labels, max_tree_size=3)))
+    assert len(_edges(parent)) == 12 - 3
+    assert _edges(parent) == _edges(prim_minimum_spanning_forest(distances, labels))
+    assert _weight(distances, parent) == pytest.approx(_scipy_forest_weight(distances, labels), rel=1e-9)
+    if keras.backend.backend() == "tensorflow":  # JAX is compiled above; torch has no XLA
+        import tensorflow as tf
+
+        compiled = tf.function(lambda d, l: prim_mst.prim_minimum_spanning_forest(d, l, 3), jit_compile=True)
+        assert _edges(compiled(tf.constant(distances), tf.constant(labels))) == _edges(parent)
