@@ -36,20 +36,13 @@ import collections
 from keras import ops
 
 from symm_keras.losses._validation import check_choice
-from symm_keras.losses.base import RENAMED_OPTIONS, EmbeddingLoss, active_share, as_float
+from symm_keras.losses.base import EmbeddingLoss, active_share, as_float
 from symm_keras.ops.labels import flatten_labels
 from symm_keras.ops.pairs import pairs_to_rows
 from symm_keras.ops.distances import safe_sqrt
 from symm_keras.ops.pooling import PAIR_MODES, check_top_k, pool_gram, symm_pk_batch
 from symm_keras.ops.reductions import per_sample_values, safe_mean
 from symm_keras.ops.synthesis import SYNTHESIS_DEFAULTS, class_pair_negatives, synthesis_options
-
-
-def check_renamed(owner, kwargs):
-    """Raise ``ValueError`` for an option that was renamed (see ``RENAMED_OPTIONS``)."""
-    for old, new in RENAMED_OPTIONS.items():
-        if old in kwargs:
-            raise ValueError(f"{owner} has no option {old!r}: {new}.")
 
 
 SymmClasses = collections.namedtuple("SymmClasses", "batch x positive negatives")
@@ -150,7 +143,6 @@ class SymmLoss(EmbeddingLoss):
     images_per_class = 2
 
     def __init__(self, fn, name, **params):
-        check_renamed(type(self).__name__, params)
         synthesis = {key: params.pop(key, default) for key, default in SYNTHESIS_DEFAULTS.items()}
         synthesis_options(type(self).__name__, **synthesis)
         super().__init__(fn, name=name, **params, **synthesis)
