@@ -56,8 +56,7 @@ import numpy as np
 from keras import ops
 
 from symm_keras.ops.distances import l2_normalize
-from symm_keras.ops.host import to_numpy
-from symm_keras.ops.host import top_k as lower_index_top_k
+from symm_keras.ops.host import lower_index_top_k, to_numpy
 
 METRICS = ("cosine", "euclidean", "squared_euclidean")
 
@@ -312,7 +311,7 @@ def top_k(scores, k, backend="keras", chunk=64):
     of those chunks: each chunk ranked ahead of its chunk holds an element
     ranked ahead of it (larger score, or equal score and lower index), and
     there are fewer than ``k``. ``backend="keras"`` runs on the active Keras
-    backend (:func:`symm_keras.ops.host.top_k`: ties to the lower index on every backend), ``"numpy"`` on the host.
+    backend (:func:`symm_keras.ops.host.lower_index_top_k`: ties to the lower index on every backend), ``"numpy"`` on the host.
     """
     if backend == "keras":
         return _keras_top_k(scores, k, chunk)

@@ -5,7 +5,7 @@ go through ``Tensor.numpy()``: Keras's torch backend calls ``np.array(tensor)``,
 which numpy ≥ 2 answers with a ``DeprecationWarning`` (torch's ``__array__``
 takes no ``copy`` argument), an error wherever warnings are errors.
 
-``top_k`` returns the ``k`` largest values of the last axis, largest first,
+``lower_index_top_k`` returns the ``k`` largest values of the last axis, largest first,
 equal values in index order (the lower index first). TensorFlow's and JAX's
 ``top_k`` guarantee that order; ``torch.topk`` does not, so on torch it is a
 stable sort.
@@ -27,7 +27,7 @@ def to_numpy(x):
     return np.asarray(ops.convert_to_numpy(x))
 
 
-def top_k(x, k):
+def lower_index_top_k(x, k):
     """``(values, indices)`` of the ``k`` largest entries of the last axis, ties to the lower index."""
     if keras.backend.backend() == "torch":
         indices = ops.argsort(ops.negative(x), axis=-1)[..., :k]  # stable: equal values keep index order

@@ -45,6 +45,7 @@ import collections
 from keras import ops
 
 from symm_keras.ops.distances import safe_sqrt
+from symm_keras.ops.host import lower_index_top_k
 from symm_keras.ops.pairs import pair_indices
 from symm_keras.ops.synthesis import mirror_coefficients
 
@@ -150,7 +151,8 @@ def pool_hardest(candidates, hardest="max", top_k=1):
     with ``top_k > 1`` both keep a last axis of size ``top_k``, hardest first.
     ``hardest="max"`` for similarities, ``"min"`` for distances. The
     gradient flows only to the selected candidates (ties share it, as
-    ``ops.max`` does on every backend).
+    ``ops.max`` does on every backend); the selection takes the lower index
+    among equal candidates on every backend.
     """
     if hardest not in ("max", "min"):
         raise ValueError(f"hardest must be 'max' or 'min', got {hardest!r}.")
@@ -160,7 +162,7 @@ def pool_hardest(candidates, hardest="max", top_k=1):
         values = ops.max(candidates, axis=-1) if hardest == "max" else ops.min(candidates, axis=-1)
         selection = ops.argmax(sign * ops.stop_gradient(candidates), axis=-1)
         return values, ops.cast(selection, "int32")
-    values, selection = ops.top_k(sign * candidates, k=top_k, sorted=True)
+    values, selection = lower_index_top_k(sign * candidates, top_k)  # ties: the lower index first
     return sign * values, ops.cast(selection, "int32")
 
 

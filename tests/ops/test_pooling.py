@@ -165,3 +165,15 @@ def test_bad_arguments_name_themselves(rng):
         hardest_pair_pooling(sets, top_k=0)
     with pytest.raises(ValueError, match="count"):
         synthetic_selection_counts(np.zeros((2, 2), "int32"), count="all")
+
+
+@pytest.mark.parametrize("hardest", ["max", "min"])
+def test_top_k_selection_takes_the_lower_index_among_ties(hardest):
+    # Equal candidates (e.g. a pair and its mirror image at the same distance) are selected
+    # in index order on every backend (torch.topk alone does not promise it).
+    candidates = np.array([[[1.0, 3.0, 3.0, 0.0, 3.0, 1.0]]], dtype="float32")
+    if hardest == "min":
+        candidates = -candidates
+    values, selection = pooling.pool_hardest(ops.convert_to_tensor(candidates), hardest=hardest, top_k=4)
+    np.testing.assert_array_equal(ops.convert_to_numpy(selection)[0, 0], [1, 2, 4, 0])
+    np.testing.assert_array_equal(ops.convert_to_numpy(values)[0, 0], candidates[0, 0, [1, 2, 4, 0]])
