@@ -27,8 +27,10 @@ test: $(STAMP)
 # build machine under load; the torch pass then runs in about 4.5 min). Keras's torch
 # promotion computes float64 inputs in float32; the float64 tests take their dtype and
 # tolerance from tests/losses/autodiff.py (computed_dtype, computed_tolerance).
+# pytorch-metric-learning (pure Python) is the reference of tests/losses/test_reference_parity.py.
 test-torch: $(STAMP)
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -c "import torch, pytorch_metric_learning" 2>/dev/null || \
+		$(PY) -m pip install -q torch==2.13.0 pytorch-metric-learning==2.9.0
 	KERAS_BACKEND=torch $(PY) -m pytest -q $(BACKEND_SUITES)
 
 test-slow: $(STAMP)
