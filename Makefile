@@ -22,15 +22,12 @@ test: $(STAMP)
 	KERAS_BACKEND=jax $(PY) -m pytest -q $(BACKEND_SUITES)
 	$(MAKE) --no-print-directory test-torch
 
-# The same suites on the torch backend, last. torch==2.13.0 is pinned: on the build and CI
-# machines pip takes its CPU wheel from the local wheel cache (137 s measured on the 2-core
-# build machine under load; the torch pass then runs in about 4.5 min). Keras's torch
-# promotion computes float64 inputs in float32; the float64 tests take their dtype and
-# tolerance from tests/losses/autodiff.py (computed_dtype, computed_tolerance).
-# pytorch-metric-learning (pure Python) is the reference of tests/losses/test_reference_parity.py.
+# The same suites on the torch backend, last. The dev extras pin torch==2.13.0: on the build
+# and CI machines pip takes its CPU wheel from the local wheel cache (137 s measured on the
+# 2-core build machine under load), and pytorch-metric-learning 2.9.0, the reference of
+# tests/losses/test_reference_parity.py. Keras's torch promotion computes float64 inputs in
+# float32; the float64 tests take their dtype and tolerance from tests/losses/autodiff.py.
 test-torch: $(STAMP)
-	$(PY) -c "import torch, pytorch_metric_learning" 2>/dev/null || \
-		$(PY) -m pip install -q torch==2.13.0 pytorch-metric-learning==2.9.0
 	KERAS_BACKEND=torch $(PY) -m pytest -q $(BACKEND_SUITES)
 
 test-slow: $(STAMP)

@@ -5,7 +5,10 @@ Tests marked ``realdata`` read real images and weights from
 skip, naming the missing path, when they are absent.
 
 The backend comes from ``KERAS_BACKEND`` (``make test`` runs the suite on
-TensorFlow, then the Keras-math suites again on JAX).
+TensorFlow, then the Keras-math suites again on JAX and on torch). A test marked
+``backend("tensorflow")`` belongs to the named backends' passes only (e.g.
+``tf.distribute``): the other passes deselect it rather than skip it, since a
+skip means a missing external resource.
 """
 
 import os
@@ -24,6 +27,17 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("SYMM_KERAS_SHARED_DIR", REPO_ROOT.parent / "shared"))
 CUB_SAMPLE = SHARED / "data" / "cub_sample"
 MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_no_top.weights.h5"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect the tests whose ``backend`` marker does not name the active backend."""
+    import keras
+
+    active = keras.backend.backend()
+    other = [item for item in items if (m := item.get_closest_marker("backend")) and active not in m.args]
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = [item for item in items if item not in other]
 
 
 @pytest.fixture

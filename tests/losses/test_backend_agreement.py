@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 
@@ -32,10 +31,7 @@ def _collect(process, backend):
     return json.loads(line[-1][len("BACKEND_VALUES ") :])
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason="runs both backends itself in subprocesses; executed once, in the TensorFlow pass",
-)
+@pytest.mark.backend("tensorflow")  # runs both backends itself in subprocesses: once, in the TensorFlow pass
 def test_tensorflow_and_jax_agree():
     pytest.importorskip("jax")
     processes = {backend: _start(backend) for backend in ("tensorflow", "jax")}

@@ -74,7 +74,7 @@ for name, make_loss, weighted in [("symm_npair", SymmNPairLoss, False), ("symm_n
 """
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute runs on the TensorFlow backend")
+@pytest.mark.backend("tensorflow")  # tf.distribute
 def test_mirrored_strategy_trains_on_the_global_batch():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(

@@ -152,7 +152,7 @@ def test_bad_arguments():
         lr_multiplier_class(dict)
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute is TensorFlow-only")
+@pytest.mark.backend("tensorflow")  # tf.distribute
 def test_mirrored_strategy_one_device():
     import tensorflow as tf
 
@@ -171,7 +171,7 @@ def test_mirrored_strategy_one_device():
     np.testing.assert_allclose(ops.convert_to_numpy(b), 10.0 * plain_b, rtol=2e-6)
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="runs the JAX check from the TensorFlow suite")
+@pytest.mark.backend("tensorflow")  # runs the JAX check from the TensorFlow pass
 def test_same_checks_on_jax_backend():
     """The backend is fixed per process: run the core checks of this file again under KERAS_BACKEND=jax."""
     pytest.importorskip("jax")
