@@ -31,7 +31,7 @@ from keras import ops
 from symm_keras.losses._validation import check_nonnegative
 from symm_keras.losses.base import EmbeddingLoss, as_float, register
 from symm_keras.ops.labels import flatten_labels
-from symm_keras.ops.pairs import pair_indices, pairs_to_rows
+from symm_keras.ops.pairs import pair_indices, pairs_to_rows, take_pairs
 from symm_keras.ops.reductions import masked_logsumexp, masked_mean, per_sample_values
 
 
@@ -53,12 +53,9 @@ def softmax_cross_entropy_diagonal(logits, valid):
 
 
 def paired_batch(y_true, y_pred):
-    """``(pairs, anchors, positives, valid float mask)`` of any batch (module docstring)."""
-    labels = flatten_labels(y_true, y_pred)
-    x = as_float(y_pred)
-    pairs = pair_indices(labels)
-    anchors, positives = ops.take(x, pairs.anchor, axis=0), ops.take(x, pairs.positive, axis=0)
-    return pairs, anchors, positives
+    """``(pairs, anchors, positives)`` of any batch (module docstring)."""
+    pairs = pair_indices(flatten_labels(y_true, y_pred))
+    return (pairs,) + take_pairs(as_float(y_pred), pairs)
 
 
 def pair_per_sample(pair_terms, pairs, y_pred):

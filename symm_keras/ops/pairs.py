@@ -72,6 +72,11 @@ def pair_indices(labels):
     return PairIndex(anchor, positive, ops.take(labels, anchor), ops.take(is_second, positive))
 
 
+def take_pairs(embeddings, pairs):
+    """``(anchors, positives)``: the rows of ``embeddings`` of each :class:`PairIndex` slot."""
+    return ops.take(embeddings, pairs.anchor, axis=0), ops.take(embeddings, pairs.positive, axis=0)
+
+
 def split_anchor_positive(labels, embeddings):
     """Aligned anchors and positives of a batch (pairs as in :func:`pair_indices`).
 
@@ -79,12 +84,7 @@ def split_anchor_positive(labels, embeddings):
     rows; rows with ``pair_valid`` False are padding that every loss masks out.
     """
     pairs = pair_indices(labels)
-    return (
-        ops.take(embeddings, pairs.anchor, axis=0),
-        ops.take(embeddings, pairs.positive, axis=0),
-        pairs.labels,
-        pairs.valid,
-    )
+    return take_pairs(embeddings, pairs) + (pairs.labels, pairs.valid)
 
 
 def pairs_to_rows(values, pairs, num_rows):

@@ -46,7 +46,7 @@ from keras import ops
 
 from symm_keras.ops.distances import safe_sqrt
 from symm_keras.ops.host import lower_index_top_k
-from symm_keras.ops.pairs import pair_indices
+from symm_keras.ops.pairs import pair_indices, take_pairs
 from symm_keras.ops.synthesis import mirror_coefficients
 
 SET_NAMES = ("anchor", "positive", "anchor_synthetic", "positive_synthetic")
@@ -228,7 +228,6 @@ def symm_pk_batch(labels, embeddings, **synthesis_kwargs):
     :func:`symm_keras.ops.synthesis.synthesize_pk_batch`).
     """
     pairs = pair_indices(labels)
-    anchors = ops.take(embeddings, pairs.anchor, axis=0)
-    positives = ops.take(embeddings, pairs.positive, axis=0)
+    anchors, positives = take_pairs(embeddings, pairs)
     gram = synthesis_gram(anchors, positives, **synthesis_kwargs)
     return SymmBatch(gram, anchors, positives, pairs.labels, pairs.valid, pairs)

@@ -22,7 +22,7 @@ Norm forcing (the paper's Fig. 4 ablation) rescales ``x'`` to a given norm:
 
 from keras import ops
 
-from symm_keras.ops.pairs import pair_indices
+from symm_keras.ops.pairs import split_anchor_positive
 
 FORMULAS = ("paper", "released")
 FORCE_NORMS = (None, "point", "axis")
@@ -58,6 +58,16 @@ def synthesis_options(owner, synthesis_alpha=2.0, synthesis_beta=1.0, formula="p
         raise ValueError(f"{owner} has no option {old!r}{hint} (options: {sorted(SYNTHESIS_DEFAULTS)}).")
     check_synthesis_args(synthesis_alpha, synthesis_beta, formula, force_norm)
     return {"alpha": synthesis_alpha, "beta": synthesis_beta, "formula": formula, "force_norm": force_norm}
+
+
+def pop_synthesis_options(owner, kwargs):
+    """``(options, mirror_kwargs)`` of a layer: the synthesis options popped from its
+    ``kwargs`` (defaults filled in; ``alpha``/``beta`` popped too, to be refused by
+    :func:`synthesis_options` naming the new option) and their validated
+    :func:`mirror_points` arguments."""
+    options = {key: kwargs.pop(key, default) for key, default in SYNTHESIS_DEFAULTS.items()}
+    refused = {old: kwargs.pop(old) for old in ("alpha", "beta") if old in kwargs}
+    return options, synthesis_options(owner, **options, **refused)
 
 
 def mirror_points(x, axis, alpha=2.0, beta=1.0, formula="paper", force_norm=None):
@@ -144,10 +154,7 @@ def synthesize_pk_batch(labels, embeddings, **synthesis_kwargs):
     the remaining ``B // 2`` slots are padding with ``pair_valid`` False,
     which every Symm loss masks out.
     """
-    pairs = pair_indices(labels)
-    anchors = ops.take(embeddings, pairs.anchor, axis=0)
-    positives = ops.take(embeddings, pairs.positive, axis=0)
-    pair_labels, pair_valid = pairs.labels, pairs.valid
+    anchors, positives, pair_labels, pair_valid = split_anchor_positive(labels, embeddings)
     anchors_syn, positives_syn = symmetric_pair_synthesis(anchors, positives, **synthesis_kwargs)
     point_sets = ops.stack([anchors, positives, anchors_syn, positives_syn], axis=0)
     return point_sets, pair_labels, pair_valid
