@@ -43,6 +43,7 @@ from keras.src.losses.loss import reduce_weighted_values  # Keras's own reductio
 
 from symm_keras.ops.dtypes import as_float  # noqa: F401  (re-exported for the loss modules)
 from symm_keras.ops.labels import labels_as_integers
+from symm_keras.ops.reductions import safe_mean
 
 register = keras.saving.register_keras_serializable(package="symm_keras")
 
@@ -66,6 +67,14 @@ def active_share(terms, mask):
     active = ops.logical_and(mask, ops.greater(terms, 0.0))
     count = ops.sum(ops.cast(mask, terms.dtype))
     return ops.sum(ops.cast(active, terms.dtype)) / ops.maximum(count, 1.0)
+
+
+def hinge_parts(per_sample, hinge, mask):
+    """``{"loss", "hinge", "active_share"}`` of a hinge loss (triplet, semi-hard, lifted and
+    their Symm forms): the loss, the mean of ``per_sample``, is its one summand;
+    ``active_share`` is the share of the ``mask``-ed ``hinge`` terms that are non-zero."""
+    loss = safe_mean(per_sample)
+    return {"loss": loss, "hinge": loss, "active_share": active_share(hinge, mask)}
 
 
 class EmbeddingLoss(keras.losses.Loss):

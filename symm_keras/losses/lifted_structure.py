@@ -22,7 +22,7 @@ of positive pairs with ``J_ij > 0`` (those with a non-zero term).
 from keras import ops
 
 from symm_keras.losses._validation import check_nonnegative
-from symm_keras.losses.base import EmbeddingLoss, active_share, as_float, register
+from symm_keras.losses.base import EmbeddingLoss, as_float, hinge_parts, register
 from symm_keras.ops.distances import pairwise_distances
 from symm_keras.ops.labels import flatten_labels, negative_mask, positive_mask
 from symm_keras.ops.reductions import masked_any, masked_count, masked_logsumexp, per_sample_values, safe_mean
@@ -59,10 +59,8 @@ def _lifted_terms(y_true, y_pred, margin):
 def lifted_structure_loss_parts(y_true, y_pred, margin=1.0):
     """``{"loss", "hinge", "active_share"}`` of :func:`lifted_structure_loss`."""
     per_sample, j, counted, positive = _lifted_terms(y_true, y_pred, margin)
-    loss = safe_mean(per_sample)
     # Over every positive pair: one without negatives is counted as inactive.
-    active = ops.where(counted, j, ops.zeros_like(j))
-    return {"loss": loss, "hinge": loss, "active_share": active_share(active, positive)}
+    return hinge_parts(per_sample, ops.where(counted, j, ops.zeros_like(j)), positive)
 
 
 def lifted_structure_loss(y_true, y_pred, margin=1.0):

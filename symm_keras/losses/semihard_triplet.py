@@ -27,7 +27,7 @@ share of positive pairs ``(a, p)`` whose hinge is non-zero.
 from keras import ops
 
 from symm_keras.losses._validation import check_choice, check_nonnegative
-from symm_keras.losses.base import EmbeddingLoss, active_share, as_float, register
+from symm_keras.losses.base import EmbeddingLoss, as_float, hinge_parts, register
 from symm_keras.ops.distances import (
     l2_normalize,
     pairwise_distances,
@@ -99,9 +99,7 @@ def _semihard_terms(y_true, y_pred, margin, distance_metric):
 
 def semihard_triplet_loss_parts(y_true, y_pred, margin=1.0, distance_metric="L2"):
     """``{"loss", "hinge", "active_share"}`` of :func:`semihard_triplet_loss`."""
-    per_sample, hinge, positive = _semihard_terms(y_true, y_pred, margin, distance_metric)
-    loss = safe_mean(per_sample)
-    return {"loss": loss, "hinge": loss, "active_share": active_share(hinge, positive)}
+    return hinge_parts(*_semihard_terms(y_true, y_pred, margin, distance_metric))
 
 
 def semihard_triplet_loss(y_true, y_pred, margin=1.0, distance_metric="L2"):

@@ -36,12 +36,12 @@ import collections
 from keras import ops
 
 from symm_keras.losses._validation import check_choice
-from symm_keras.losses.base import EmbeddingLoss, active_share, as_float
+from symm_keras.losses.base import EmbeddingLoss, as_float
 from symm_keras.ops.labels import flatten_labels
 from symm_keras.ops.pairs import pairs_to_rows
 from symm_keras.ops.distances import safe_sqrt
 from symm_keras.ops.pooling import PAIR_MODES, check_top_k, pool_gram, symm_pk_batch
-from symm_keras.ops.reductions import per_sample_values, safe_mean
+from symm_keras.ops.reductions import per_sample_values
 from symm_keras.ops.synthesis import SYNTHESIS_DEFAULTS, class_pair_negatives, synthesis_options
 
 
@@ -121,14 +121,6 @@ def flat_candidates(pooled, negatives):
     return ops.reshape(pooled, (n, -1)), ops.reshape(negatives, (n, -1))
 
 
-def hinge_parts(per_sample, hinge, mask):
-    """``{"loss", "hinge", "active_share"}`` of a hinge Symm loss (triplet, semi-hard,
-    lifted): the loss is its one summand; ``active_share`` is the share of the
-    ``mask``-ed ``hinge`` terms that are non-zero."""
-    loss = safe_mean(per_sample)
-    return {"loss": loss, "hinge": loss, "active_share": active_share(hinge, mask)}
-
-
 def class_per_sample(class_terms, batch, count, x):
     """Per-sample values (``(B,)``, ``B`` rows of ``x``) of ``Σ_i class_terms[i] / count``;
     each class's term is shared by its two rows, padding slots add nothing."""
@@ -150,7 +142,7 @@ class SymmLoss(EmbeddingLoss):
 
 class SymmHingeLoss(SymmLoss):
     """Base of the hinge Symm losses (triplet, semi-hard, lifted): the loss is its one
-    summand ``hinge``, with the diagnostic ``active_share`` (:func:`hinge_parts`)."""
+    summand ``hinge``, with the diagnostic ``active_share`` (:func:`symm_keras.losses.base.hinge_parts`)."""
 
     summands = ("hinge",)
     diagnostics = ("active_share",)

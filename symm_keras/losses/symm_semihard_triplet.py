@@ -30,8 +30,8 @@ the share of classes (positive pairs) whose hinge is non-zero.
 from keras import ops
 
 from symm_keras.losses._validation import check_choice, check_nonnegative
-from symm_keras.losses.base import register
-from symm_keras.losses.symm_base import SymmHingeLoss, class_per_sample, flat_candidates, hinge_parts, symm_pairs
+from symm_keras.losses.base import hinge_parts, register
+from symm_keras.losses.symm_base import SymmHingeLoss, class_per_sample, flat_candidates, symm_pairs
 from symm_keras.ops.pooling import check_top_k
 from symm_keras.losses.semihard_triplet import semi_hard_negative
 from symm_keras.ops.reductions import safe_mean

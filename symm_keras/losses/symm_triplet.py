@@ -25,8 +25,8 @@ share of (class, negative class[, k-th hardest pair]) terms with a non-zero hing
 from keras import ops
 
 from symm_keras.losses._validation import check_choice, check_nonnegative
-from symm_keras.losses.base import register
-from symm_keras.losses.symm_base import SymmHingeLoss, class_per_sample, hinge_parts, symm_pairs
+from symm_keras.losses.base import hinge_parts, register
+from symm_keras.losses.symm_base import SymmHingeLoss, class_per_sample, symm_pairs
 from symm_keras.ops.pooling import check_top_k
 from symm_keras.ops.reductions import safe_mean
 

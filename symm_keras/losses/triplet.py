@@ -28,7 +28,7 @@ valid triplets ``(i, j, k)`` whose hinge is non-zero.
 from keras import ops
 
 from symm_keras.losses._validation import check_choice, check_nonnegative
-from symm_keras.losses.base import EmbeddingLoss, active_share, as_float, register
+from symm_keras.losses.base import EmbeddingLoss, as_float, hinge_parts, register
 from symm_keras.ops.distances import pairwise_squared_distances, safe_sqrt
 from symm_keras.ops.labels import flatten_labels, negative_mask, positive_mask
 from symm_keras.ops.reductions import masked_count, per_sample_values, safe_mean
@@ -42,14 +42,14 @@ def _triplet_terms(y_true, y_pred, margin, average, squared):
     check_choice("average", average, TRIPLET_AVERAGES)
     labels = flatten_labels(y_true, y_pred)
     x = as_float(y_pred)
-    d2 = pairwise_squared_distances(x)
+    d = pairwise_squared_distances(x)
     if not squared:
-        d2 = safe_sqrt(d2)
+        d = safe_sqrt(d)
     positive = positive_mask(labels)
     negative = negative_mask(labels)
     # valid[i, j, k]: (i, j) positive pair and k a negative of i.
     valid = ops.logical_and(ops.expand_dims(positive, 2), ops.expand_dims(negative, 1))
-    hinge = ops.relu(ops.expand_dims(d2, 2) - ops.expand_dims(d2, 1) + margin)
+    hinge = ops.relu(ops.expand_dims(d, 2) - ops.expand_dims(d, 1) + margin)
     per_anchor = ops.sum(ops.where(valid, hinge, ops.zeros_like(hinge)), axis=(1, 2))
     if average == "pairs":
         count = masked_count(positive, dtype=x.dtype)
@@ -62,9 +62,7 @@ def _triplet_terms(y_true, y_pred, margin, average, squared):
 
 def triplet_loss_parts(y_true, y_pred, margin=0.2, average="pairs", squared=True):
     """``{"loss", "hinge", "active_share"}`` of :func:`triplet_loss` (``hinge`` = ``loss``)."""
-    per_sample, hinge, valid = _triplet_terms(y_true, y_pred, margin, average, squared)
-    loss = safe_mean(per_sample)
-    return {"loss": loss, "hinge": loss, "active_share": active_share(hinge, valid)}
+    return hinge_parts(*_triplet_terms(y_true, y_pred, margin, average, squared))
 
 
 def triplet_loss(y_true, y_pred, margin=0.2, average="pairs", squared=True):
