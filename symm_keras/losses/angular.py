@@ -41,13 +41,19 @@ def tan_squared(angle):
     return math.tan(math.radians(degrees)) ** 2
 
 
+def angular_coefficients(angle):
+    """``(2(1 + t), 4t)`` with ``t = tan²α``: the factors of ``f^p`` and ``f^n`` (eq. 9)."""
+    t = tan_squared(angle)
+    return 2.0 * (1.0 + t), 4.0 * t
+
+
 def angular_logits(anchors, positives, angle=45.0):
     """``f^p`` on the diagonal, ``f^n`` off it (Symm eq. 9 / Wang et al. eq. 8)."""
-    t = tan_squared(angle)
+    c_p, c_n = angular_coefficients(angle)
     n = ops.shape(anchors)[0]
     eye = ops.eye(n, dtype=anchors.dtype)
-    f_p = 2.0 * (1.0 + t) * ops.matmul(anchors, ops.transpose(positives))
-    f_n = 4.0 * t * ops.matmul(anchors + positives, ops.transpose(positives))
+    f_p = c_p * ops.matmul(anchors, ops.transpose(positives))
+    f_n = c_n * ops.matmul(anchors + positives, ops.transpose(positives))
     return eye * f_p + (1.0 - eye) * f_n
 
 

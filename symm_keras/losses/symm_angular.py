@@ -50,7 +50,7 @@ import itertools
 from keras import ops
 
 from symm_keras.losses._validation import check_nonnegative
-from symm_keras.losses.angular import tan_squared
+from symm_keras.losses.angular import angular_coefficients
 from symm_keras.losses.base import register
 from symm_keras.losses.symm_base import SymmLoss, check_symm_pairs, pooled_positive, symm_classes
 from symm_keras.losses.symm_npair import symm_softmax_parts, symm_softmax_per_sample, symm_softmax_terms
@@ -67,12 +67,6 @@ OFFICIAL_ORDERED_PAIRS = tuple(itertools.permutations(range(4), 2))
 
 def _take_last(x, index):
     return ops.take(x, ops.convert_to_tensor(index, dtype="int32"), axis=-1)
-
-
-def angular_coefficients(angle):
-    """``(2(1 + t), 4t)`` with ``t = tan²α``: the factors of ``f^p`` and ``f^n`` (eq. 9)."""
-    t = tan_squared(angle)
-    return 2.0 * (1.0 + t), 4.0 * t
 
 
 def symm_angular_logits(gram, angle=45.0, pairs="official", top_k=1):
@@ -160,7 +154,7 @@ class SymmAngularLoss(SymmLoss):
     parts_prefix = "symm_angular"
 
     def __init__(self, angle=45.0, pairs="official", l2_reg=0.002, top_k=1, name="symm_angular_loss", **kwargs):
-        tan_squared(angle)
+        angular_coefficients(angle)  # checks the angle
         check_symm_pairs(pairs, top_k, limit=len(PAPER_TRIPLETS))
         check_nonnegative("l2_reg", l2_reg)
         super().__init__(

@@ -46,8 +46,8 @@ from keras import ops
 
 from symm_keras.losses._validation import check_nonnegative
 from symm_keras.losses.base import register
-from symm_keras.losses.npair import pair_l2_terms
-from symm_keras.losses.symm_base import SymmLoss, check_symm_pairs, class_per_sample, symm_pairs
+from symm_keras.losses.npair import pair_l2_terms, pair_per_sample
+from symm_keras.losses.symm_base import SymmLoss, check_symm_pairs, symm_pairs
 from symm_keras.ops.reductions import masked_mean, safe_mean
 from symm_keras.ops.softmax_pairs import npair_cross_entropy
 
@@ -74,7 +74,7 @@ def symm_softmax_parts(batch, cross_entropy, l2, name):
 
 def symm_softmax_per_sample(batch, x, cross_entropy, l2):
     """``(B,)`` per-sample values whose mean is the mean of ``cross_entropy + l2`` over the classes."""
-    return class_per_sample(cross_entropy + l2, batch, ops.sum(ops.cast(batch.pair_valid, x.dtype)), x)
+    return pair_per_sample(cross_entropy + l2, batch.pairs, x)
 
 
 def _symm_npair_terms(y_true, y_pred, pairs, l2_reg, top_k, synthesis):
