@@ -55,6 +55,14 @@ def all_gather_with_gradient(ctx, x):
     return gather(x)
 
 
+def _gather_labels_and_weights(ctx, y_true, sample_weight):
+    """Every replica's labels (kept integer) and sample weights, in replica order."""
+    y_true = ctx.all_gather(labels_as_integers(y_true), axis=0)
+    if sample_weight is not None:
+        sample_weight = ctx.all_gather(ops.convert_to_tensor(sample_weight), axis=0)
+    return y_true, sample_weight
+
+
 def _replica_context():
     """The ``tf.distribute`` replica context of a multi-replica step, else ``None``."""
     if keras.backend.backend() != "tensorflow":
@@ -96,10 +104,8 @@ class GlobalBatchLoss(keras.losses.Loss):
         ctx = _replica_context()
         if ctx is None:
             return self.loss(y_true, y_pred, sample_weight=sample_weight)
-        y_true = ctx.all_gather(labels_as_integers(y_true), axis=0)
+        y_true, sample_weight = _gather_labels_and_weights(ctx, y_true, sample_weight)
         y_pred = all_gather_with_gradient(ctx, y_pred)
-        if sample_weight is not None:
-            sample_weight = ctx.all_gather(ops.convert_to_tensor(sample_weight), axis=0)
         value = self.loss(y_true, y_pred, sample_weight=sample_weight)
         # Keras already scales a mean over per-sample values by 1/replicas
         # (sum_over_batch_size); a batch-level scalar or a "sum" is scaled here,
@@ -135,10 +141,8 @@ class GlobalBatchMetric(keras.metrics.Metric):
             return None  # the wrapped metric's variables already exist
         ctx = _replica_context()
         if ctx is not None:
-            y_true = ctx.all_gather(labels_as_integers(y_true), axis=0)
+            y_true, sample_weight = _gather_labels_and_weights(ctx, y_true, sample_weight)
             y_pred = ctx.all_gather(y_pred, axis=0)
-            if sample_weight is not None:
-                sample_weight = ctx.all_gather(ops.convert_to_tensor(sample_weight), axis=0)
         return self.metric.update_state(y_true, y_pred, sample_weight=sample_weight)
 
     def result(self):

@@ -25,7 +25,7 @@ from symm_keras.ops.pooling import (
     symm_pk_batch,
     synthetic_selection_counts,
 )
-from symm_keras.ops.synthesis import SYNTHESIS_DEFAULTS, synthesis_options
+from symm_keras.ops.synthesis import pop_synthesis_options
 
 
 @keras.saving.register_keras_serializable(package="symm_keras")
@@ -44,11 +44,7 @@ class HardestPairPooling(keras.layers.Layer):
     """
 
     def __init__(self, metric="similarity", pairs="paper", top_k=1, return_selection=False, **kwargs):
-        synthesis = {key: kwargs.pop(key, default) for key, default in SYNTHESIS_DEFAULTS.items()}
-        for old in ("alpha", "beta"):
-            if old in kwargs:
-                synthesis[old] = kwargs.pop(old)  # refused with the new name below
-        self._synthesis = synthesis_options(type(self).__name__, **synthesis)
+        synthesis, self._synthesis = pop_synthesis_options(type(self).__name__, kwargs)
         super().__init__(**kwargs)
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")

@@ -25,7 +25,7 @@ import keras
 from keras import ops
 
 from symm_keras.ops.labels import flatten_labels, positive_mask
-from symm_keras.ops.synthesis import SYNTHESIS_DEFAULTS, mirror_points, synthesis_options
+from symm_keras.ops.synthesis import mirror_points, pop_synthesis_options
 
 
 def partner_indices(labels):
@@ -53,11 +53,7 @@ class SymmetricalSynthesis(keras.layers.Layer):
     """
 
     def __init__(self, **kwargs):
-        synthesis = {key: kwargs.pop(key, default) for key, default in SYNTHESIS_DEFAULTS.items()}
-        for old in ("alpha", "beta"):
-            if old in kwargs:
-                synthesis[old] = kwargs.pop(old)  # refused with the new name below
-        self._synthesis = synthesis_options(type(self).__name__, **synthesis)
+        synthesis, self._synthesis = pop_synthesis_options(type(self).__name__, kwargs)
         super().__init__(**kwargs)
         self.synthesis = synthesis
 
