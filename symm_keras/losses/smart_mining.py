@@ -109,20 +109,37 @@ def triplet_distances(y_true, y_pred, normalize=True):
             triplet_validity(labels))
 
 
-def _ratio_terms(y_true, y_pred, margin, normalize):
-    """Eq. (2)'s ``(t,)`` terms (0 for invalid triplets), the validity mask and the violations."""
+def _ratio_terms(distances, margin):
+    """Eq. (2)'s ``(t,)`` terms (0 for invalid triplets), the validity mask and the violations,
+    from :func:`triplet_distances`."""
     if margin <= 0:
         raise ValueError(f"margin must be > 0 (it keeps the ratio finite), got {margin}.")
-    pos_sq, neg_sq, valid = triplet_distances(y_true, y_pred, normalize)
+    pos_sq, neg_sq, valid = distances
     d_pos, d_neg = safe_sqrt(pos_sq), safe_sqrt(neg_sq)
     terms = ops.where(valid, ops.relu(1.0 - d_neg / (d_pos + margin)), ops.zeros_like(d_pos))
     violated = ops.logical_and(valid, ops.less(d_neg, d_pos + margin))
     return terms, valid, violated
 
 
+def _training_error(valid, violated, dtype="float32"):
+    """Share of the valid triplets that violate eq. (2) (0 if none), Sec. 3.2.4."""
+    return masked_count(violated, dtype=dtype) / ops.maximum(masked_count(valid, dtype=dtype), 1.0)
+
+
+def _global_value(distances, margin, weight):
+    """Eq. (3) over the valid triplets of :func:`triplet_distances` (0 if none)."""
+    pos_sq, neg_sq, valid = distances
+    d_pos, d_neg = pos_sq / 4.0, neg_sq / 4.0
+    mu_pos, mu_neg = masked_mean(d_pos, valid), masked_mean(d_neg, valid)
+    var_pos = masked_mean(ops.square(d_pos - mu_pos), valid)
+    var_neg = masked_mean(ops.square(d_neg - mu_neg), valid)
+    value = var_pos + var_neg + weight * ops.relu(mu_pos - mu_neg + margin)
+    return ops.where(ops.any(valid), value, ops.zeros_like(value))
+
+
 def ratio_triplet_loss(y_true, y_pred, margin=0.2, normalize=True):
     """Eq. (2): ``mean max(0, 1 − ‖a − n‖ / (‖a − p‖ + m))`` over the valid triplets."""
-    terms, valid, _ = _ratio_terms(y_true, y_pred, margin, normalize)
+    terms, valid, _ = _ratio_terms(triplet_distances(y_true, y_pred, normalize), margin)
     return masked_mean(terms, valid)
 
 
@@ -132,7 +149,7 @@ def ratio_triplet_loss_per_sample(y_true, y_pred, margin=0.2, normalize=True):
     Each valid triplet's eq. (2) term is shared equally by its three rows
     (:func:`symm_keras.ops.per_sample_values`); rows of invalid triplets are 0.
     """
-    terms, valid, _ = _ratio_terms(y_true, y_pred, margin, normalize)
+    terms, valid, _ = _ratio_terms(triplet_distances(y_true, y_pred, normalize), margin)
     share = terms / 3.0
     rows = ops.concatenate([share, share, share], axis=0)
     return per_sample_values(rows, masked_count(valid, dtype=terms.dtype))
@@ -140,44 +157,38 @@ def ratio_triplet_loss_per_sample(y_true, y_pred, margin=0.2, normalize=True):
 
 def global_loss(y_true, y_pred, margin=0.01, weight=1.0, normalize=True):
     """Eq. (3): ``σ²⁺ + σ²⁻ + λ·max(0, μ⁺ − μ⁻ + t)`` with ``d = ‖·‖²/4``, over the valid triplets."""
-    pos_sq, neg_sq, valid = triplet_distances(y_true, y_pred, normalize)
-    d_pos, d_neg = pos_sq / 4.0, neg_sq / 4.0
-    mu_pos, mu_neg = masked_mean(d_pos, valid), masked_mean(d_neg, valid)
-    var_pos = masked_mean(ops.square(d_pos - mu_pos), valid)
-    var_neg = masked_mean(ops.square(d_neg - mu_neg), valid)
-    value = var_pos + var_neg + weight * ops.relu(mu_pos - mu_neg + margin)
-    return ops.where(ops.any(valid), value, ops.zeros_like(value))
+    return _global_value(triplet_distances(y_true, y_pred, normalize), margin, weight)
 
 
 def smart_mining_loss(y_true, y_pred, triplet_margin=0.2, global_margin=0.01, global_lambda=1.0,
                       global_weight=1.0, normalize=True):
     """``J^t + w · J^g``: ratio triplet loss (2) plus the global loss (3)."""
-    return ratio_triplet_loss(y_true, y_pred, triplet_margin, normalize) + global_weight * global_loss(
-        y_true, y_pred, global_margin, global_lambda, normalize
-    )
+    return smart_mining_loss_parts(
+        y_true, y_pred, triplet_margin, global_margin, global_lambda, global_weight, normalize
+    )["loss"]
 
 
 def smart_mining_loss_parts(y_true, y_pred, triplet_margin=0.2, global_margin=0.01, global_lambda=1.0,
                             global_weight=1.0, normalize=True):
     """``{"loss", "ratio_triplet", "global", "active_share", "valid_share"}`` of :func:`smart_mining_loss`."""
-    terms, valid, violated = _ratio_terms(y_true, y_pred, triplet_margin, normalize)
+    distances = triplet_distances(y_true, y_pred, normalize)  # once, for both terms
+    terms, valid, violated = _ratio_terms(distances, triplet_margin)
     ratio = masked_mean(terms, valid)
-    weighted_global = global_weight * global_loss(y_true, y_pred, global_margin, global_lambda, normalize)
-    count = masked_count(valid, dtype=ratio.dtype)
+    weighted_global = global_weight * _global_value(distances, global_margin, global_lambda)
     triplets = ops.cast(ops.shape(valid)[0], ratio.dtype)
     return {
         "loss": ratio + weighted_global,
         "ratio_triplet": ratio,
         "global": weighted_global,
-        "active_share": masked_count(violated, dtype=ratio.dtype) / ops.maximum(count, 1.0),
-        "valid_share": count / ops.maximum(triplets, 1.0),
+        "active_share": _training_error(valid, violated, ratio.dtype),
+        "valid_share": masked_count(valid, dtype=ratio.dtype) / ops.maximum(triplets, 1.0),
     }
 
 
 def triplet_training_error(y_true, y_pred, margin=0.2, normalize=True):
     """Share of the valid triplets with a non-zero eq. (2) loss, ``‖a − n‖ < ‖a − p‖ + m`` (0 if none)."""
-    _, valid, violated = _ratio_terms(y_true, y_pred, margin, normalize)
-    return masked_count(violated) / ops.maximum(masked_count(valid), 1.0)
+    _, valid, violated = _ratio_terms(triplet_distances(y_true, y_pred, normalize), margin)
+    return _training_error(valid, violated)
 
 
 @register
@@ -250,7 +261,7 @@ class TripletTrainingError(keras.metrics.Metric):
         self.count = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        _, valid, violated = _ratio_terms(y_true, y_pred, self.margin, self.normalize)
+        _, valid, violated = _ratio_terms(triplet_distances(y_true, y_pred, self.normalize), self.margin)
         self.violations.assign_add(masked_count(violated))
         self.count.assign_add(masked_count(valid))
 
