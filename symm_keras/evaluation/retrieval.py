@@ -31,10 +31,13 @@ from keras import ops
 
 from symm_keras.evaluation.inputs import check_embeddings, check_recall_ks, encode_labels
 from symm_keras.neighbors.exact import (
+    block_scores,
     check_metric,
     check_positive_int,
+    compiled_on_backend,
     default_block_size,
     device_operands,
+    pad_to_blocks,
     resolve_backend,
     score_blocks,
     top_k,
@@ -97,21 +100,14 @@ def _relevance_numpy(scores, start, codes, r_max):
     return codes[nearest] == codes[self_column]
 
 
-_DEVICE_PASSES = {}
-
-
 def _device_relevance_block(queries, start, references_t, bias, codes, order, first, sizes, block_size, r_max, width):
     """``(rel, first_hit)`` of one block of queries, the query excluded by index (compiled; see
     :func:`neighbour_relevance`). The best same-class item ``p*`` (lowest index among equals) is
     found among the query's class members, listed as in :class:`_ClassMembers`."""
-    block = ops.slice(queries, [start, 0], [block_size, queries.shape[1]])
-    scores = ops.matmul(block, references_t)
-    if bias is not None:  # euclidean: 2 q·y − ‖y‖²
-        scores = 2.0 * scores - bias
+    _, scores = block_scores(queries, start, references_t, bias, block_size)  # the query's own column at −inf
     n = scores.shape[1]
     query_index = ops.expand_dims(ops.arange(block_size, dtype="int32") + start, 1)
     columns = ops.expand_dims(ops.arange(n, dtype="int32"), 0)
-    scores = ops.where(query_index == columns, float("-inf"), scores)
     query_codes = ops.take(codes, ops.minimum(query_index, n - 1), axis=0)  # (b, 1); padded rows clamped
     slots = ops.expand_dims(ops.arange(width, dtype="int32"), 0)
     class_sizes = ops.take(sizes, query_codes, axis=0)
@@ -130,26 +126,8 @@ def _device_relevance_block(queries, start, references_t, bias, codes, order, fi
 
 
 def _device_pass():
-    """:func:`_device_relevance_block` compiled for the active Keras backend (eager on others)."""
-    import keras
-
-    backend = keras.backend.backend()
-    if backend not in _DEVICE_PASSES:
-        relevance_block = _device_relevance_block
-        if backend == "jax":
-            import jax
-
-            def full_precision(*args, **kwargs):  # JAX's GPU default for float32 products is TF32
-                with jax.default_matmul_precision("highest"):
-                    return _device_relevance_block(*args, **kwargs)
-
-            relevance_block = jax.jit(full_precision, static_argnames=("block_size", "r_max", "width"))
-        elif backend == "tensorflow":
-            import tensorflow as tf
-
-            relevance_block = tf.function(relevance_block, jit_compile=True)
-        _DEVICE_PASSES[backend] = relevance_block
-    return _DEVICE_PASSES[backend]
+    """:func:`_device_relevance_block` compiled for the active Keras backend (eager on torch)."""
+    return compiled_on_backend(_device_relevance_block, ("block_size", "r_max", "width"))
 
 
 def _device_relevance(embeddings, label_codes, class_sizes, r_max, metric, block_size):
@@ -159,8 +137,7 @@ def _device_relevance(embeddings, label_codes, class_sizes, r_max, metric, block
     if block_size is None:
         block_size = default_block_size(num_items, num_items)
     block_size = check_positive_int(block_size, "block_size")
-    if -num_items % block_size:
-        queries = ops.pad(queries, [[0, -num_items % block_size], [0, 0]])
+    queries = pad_to_blocks(queries, block_size)
     classes = _ClassMembers(label_codes, class_sizes)
     codes, order, first, sizes = (ops.convert_to_tensor(np.asarray(a, dtype=np.int32))
                                   for a in (label_codes, classes.order, classes.first, classes.sizes))

@@ -353,9 +353,6 @@ def _keras_top_k(scores, k, chunk):
 # caller. Eager per-op dispatch with a host copy per block took 1.07 s at
 # 59,551 × 64 on an H100 (docs/gpu.md).
 
-_DEVICE_SEARCHES = {}
-
-
 def _rerank(block, references, bias, candidates, k):
     """The ``k`` best of the ``candidates`` columns by exact float32 scores, ties to the lower index.
 
@@ -371,18 +368,64 @@ def _rerank(block, references, bias, candidates, k):
     return ops.take_along_axis(columns, positions, axis=1), best
 
 
-def _device_block_search(queries, start, references_t, bias, references, block_size, k, exclude_self, chunk,
-                         squared, candidates):
-    """One block: product, self mask, top-k (of ``candidates`` re-ranked exactly when ``references`` is given)."""
+def block_scores(queries, start, references_t, bias, block_size, exclude_self=True):
+    """``(block, scores)`` of the ``block_size`` queries from row ``start`` (traced, on the device).
+
+    ``scores = block @ references_t`` in the references' dtype (the reduced
+    precision of a candidate product), returned in the queries' dtype, minus
+    the bias for the Euclidean metrics (``2 q·y − ‖y‖²``, see
+    :func:`device_operands`); with ``exclude_self`` each query's own column is −inf.
+    """
     block = ops.slice(queries, [start, 0], [block_size, queries.shape[1]])
-    scores = ops.matmul(ops.cast(block, references_t.dtype), references_t)
-    scores = ops.cast(scores, block.dtype)
-    if bias is not None:  # euclidean: 2 q·y − ‖y‖²
+    scores = ops.cast(ops.matmul(ops.cast(block, references_t.dtype), references_t), block.dtype)
+    if bias is not None:
         scores = 2.0 * scores - bias
     if exclude_self:
         rows = ops.expand_dims(ops.arange(block_size, dtype="int32") + start, 1)
         columns = ops.expand_dims(ops.arange(scores.shape[1], dtype="int32"), 0)
         scores = ops.where(rows == columns, float("-inf"), scores)
+    return block, scores
+
+
+def pad_to_blocks(queries, block_size):
+    """``queries`` padded with zero rows to a whole number of blocks: every block has one shape."""
+    padding = -queries.shape[0] % block_size
+    return ops.pad(queries, [[0, padding], [0, 0]]) if padding else queries
+
+
+_COMPILED = {}
+
+
+def compiled_on_backend(fn, static_argnames, matmul_precision="highest"):
+    """``fn`` compiled once per process for the active Keras backend: ``jax.jit`` with its
+    float32 products in ``matmul_precision`` (JAX's GPU default is TF32, which can swap near
+    neighbours), ``tf.function(jit_compile=True)`` (static shapes: one trace per shape), and
+    ``fn`` itself elsewhere (torch runs it eagerly)."""
+    import keras
+
+    key = (fn, keras.backend.backend(), matmul_precision)
+    if key not in _COMPILED:
+        compiled = fn
+        if key[1] == "jax":
+            import jax
+
+            def in_precision(*args, **kwargs):
+                with jax.default_matmul_precision(matmul_precision):
+                    return fn(*args, **kwargs)
+
+            compiled = jax.jit(in_precision, static_argnames=static_argnames)
+        elif key[1] == "tensorflow":
+            import tensorflow as tf
+
+            compiled = tf.function(fn, jit_compile=True)
+        _COMPILED[key] = compiled
+    return _COMPILED[key]
+
+
+def _device_block_search(queries, start, references_t, bias, references, block_size, k, exclude_self, chunk,
+                         squared, candidates):
+    """One block: product, self mask, top-k (of ``candidates`` re-ranked exactly when ``references`` is given)."""
+    block, scores = block_scores(queries, start, references_t, bias, block_size, exclude_self)
     if references is None:
         indices, best = _keras_top_k(scores, k, chunk)
     else:
@@ -399,29 +442,10 @@ _STATIC = ("block_size", "k", "exclude_self", "chunk", "squared", "candidates")
 
 
 def _device_search(precision="float32"):
-    """:func:`_device_block_search` compiled for the active Keras backend and product precision."""
-    import keras
-
-    key = (keras.backend.backend(), precision)
-    if key not in _DEVICE_SEARCHES:
-        search = _device_block_search
-        if key[0] == "jax":
-            import jax
-
-            # JAX's GPU default for float32 is TF32: "highest" unless TF32 is asked for.
-            matmul_precision = "tensorfloat32" if precision == "tensorfloat32" else "highest"
-
-            def search_in_precision(*args, **kwargs):
-                with jax.default_matmul_precision(matmul_precision):
-                    return _device_block_search(*args, **kwargs)
-
-            search = jax.jit(search_in_precision, static_argnames=_STATIC)
-        elif key[0] == "tensorflow":
-            import tensorflow as tf
-
-            search = tf.function(search, jit_compile=True)  # static shapes: one trace per shape
-        _DEVICE_SEARCHES[key] = search
-    return _DEVICE_SEARCHES[key]
+    """:func:`_device_block_search` compiled for the active Keras backend and product precision
+    (on JAX full float32 products unless TF32 is asked for)."""
+    matmul_precision = "tensorfloat32" if precision == "tensorfloat32" else "highest"
+    return compiled_on_backend(_device_block_search, _STATIC, matmul_precision)
 
 
 def _device_knn_blocks(queries, references, k, metric, block_size, chunk=64, precision="float32", rerank_margin=0):
@@ -437,9 +461,7 @@ def _device_knn_blocks(queries, references, k, metric, block_size, chunk=64, pre
         if precision == "bfloat16":
             references_t = ops.cast(references_t, "bfloat16")  # once, not per block
     num_queries = queries.shape[0]
-    padding = -num_queries % block_size
-    if padding:
-        q = ops.pad(q, [[0, padding], [0, 0]])
+    q = pad_to_blocks(q, block_size)
     search = _device_search(precision)
     for start in range(0, num_queries, block_size):
         stop = min(start + block_size, num_queries)
